@@ -1,0 +1,75 @@
+# The Durable Agents course kit. `make lab` runs the course, `make test` passes the tests.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.installed
+NPM_STAMP := node_modules/.installed
+LAB_PORT ?= 8888
+NB_TIMEOUT ?= 900
+
+.PHONY: help setup server up lab test test-fast notebooks doctor stop down clean reset strip check-notebooks lint
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+setup: $(PY_STAMP) $(NPM_STAMP) ## create .venv (Python >= 3.12) and install the pinned packages and server
+
+$(PY_STAMP): requirements.txt scripts/find-python
+	@if [ ! -x $(PY) ] || ! $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then \
+	  python=$$(scripts/find-python) || exit 1; \
+	  echo "Creating $(VENV) with $$python"; rm -rf $(VENV); "$$python" -m venv $(VENV) || exit 1; \
+	fi
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -c 'import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()["purelib"], "agent_lib.pth").write_text("$(CURDIR)\n")'
+	@touch $@
+
+$(NPM_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 18 or newer (it brings npm), then run make again" >&2; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+doctor: setup ## check Python, packages, server binary, ports and model
+	$(PY) -m agent_lib doctor
+
+server: setup ## start the Restate server (ingress 8080, admin and UI 9070, data in .restate/)
+	$(PY) -m agent_lib server
+
+up: setup ## start the server and register the finished agents
+	$(PY) -m agent_lib up
+
+lab: up ## set up, start everything and open JupyterLab on notebooks/
+	@token=$$($(PY) -c 'import secrets; print(secrets.token_hex(16))'); \
+	echo; echo "  JupyterLab:  http://127.0.0.1:$(LAB_PORT)/lab?token=$$token"; \
+	echo "  Restate UI:  $${RESTATE_ADMIN_URL:-http://127.0.0.1:9070}"; echo "  (Ctrl-C stops JupyterLab; make stop stops Restate and the agents)"; echo; \
+	exec $(PY) -m jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
+	  --IdentityProvider.token=$$token --ServerApp.root_dir=notebooks --LabApp.news_url=None
+
+test: setup up ## set up, start everything, run the unit tests and execute every notebook
+	$(PY) -m pytest --nbmake --nbmake-timeout=$(NB_TIMEOUT) tests notebooks
+
+test-fast: setup ## the unit tests only (they start private servers of their own)
+	$(PY) -m pytest tests -m "not browser"
+
+notebooks: setup up ## execute every notebook with nbmake
+	$(PY) -m pytest --nbmake --nbmake-timeout=$(NB_TIMEOUT) notebooks
+
+stop: ## stop the server and agent processes the kit started
+	@if [ -x $(PY) ]; then $(PY) -m agent_lib down; fi
+
+down: stop
+
+clean: stop ## stop everything and delete the server's data (.restate/)
+	rm -rf .restate
+
+strip: setup ## strip outputs from every notebook
+	$(PY) scripts/strip_notebooks.py notebooks
+
+check-notebooks: setup ## fail if a notebook has outputs or lacks kernelspec metadata
+	$(PY) scripts/strip_notebooks.py --check notebooks
+
+lint: setup ## ruff and mypy
+	$(PY) -m ruff check agent_lib tests scripts
+	$(PY) -m mypy agent_lib

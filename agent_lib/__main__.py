@@ -1,0 +1,175 @@
+"""`python -m agent_lib doctor | up | down | status`: check, start and stop the course's pieces."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import server as _server
+from ._paths import REPO_ROOT, data_dir
+from .agents import FINISHED
+from .clients import Admin, admin_url, ingress_url
+from .models import model_description
+from .serving import AgentProcess, ServingError
+
+AGENTS_PORT = int(os.environ.get("AGENTS_PORT", "9080"))
+SEED_CALL = """curl localhost:8080/WeatherAgent/session-1/run --json '"What is the weather in New York?"'"""
+
+
+def _pins() -> dict[str, str]:
+    pins = {}
+    for line in (REPO_ROOT / "requirements.txt").read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9_.-]+)(\[[^\]]*\])?==([^\s#]+)", line.strip())
+        if m:
+            pins[m.group(1)] = m.group(3)
+    return pins
+
+
+def doctor() -> int:
+    """Check Python, packages, the server binary, ports and the model; say what to fix."""
+    problems: list[str] = []
+
+    def check(ok: bool, good: str, bad: str) -> None:
+        print(("  ok   " if ok else "  FIX  ") + (good if ok else bad))
+        if not ok:
+            problems.append(bad)
+
+    print("Python")
+    check(
+        sys.version_info >= (3, 12),
+        f"Python {sys.version.split()[0]} at {sys.executable}",
+        f"Python {sys.version.split()[0]} is too old: the course needs 3.12 or newer (`make setup` finds one)",
+    )
+    print("Packages (pinned in requirements.txt)")
+    for name, want in _pins().items():
+        try:
+            have = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            check(False, "", f"{name} is not installed: run `make setup`")
+            continue
+        check(have == want, f"{name} {have}", f"{name} is {have}, the course pins {want}: run `make setup`")
+    print("Restate server")
+    try:
+        binary = _server.find_server_binary()
+        out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=20).stdout
+        version = out.split()[-1] if out.split() else "?"
+        pinned = _server.pinned_version()
+        check(version == pinned, f"restate-server {version} at {binary}", f"restate-server is {version}, pinned {pinned}: run `make setup`")
+    except _server.ServerError as err:
+        check(False, "", str(err))
+    for what, url in (("ingress", ingress_url()), ("admin API and UI", admin_url())):
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        admin_ok = Admin(admin_url()).health()
+        if _server.port_is_free(port):
+            print(f"  ok   port {port} ({what}) is free: `make server` or `make lab` will start Restate there")
+        else:
+            check(admin_ok, f"a Restate server answers on port {port} ({what})",
+                  f"port {port} ({what}) is taken, but not by a Restate server: stop what uses it")
+    print("Model")
+    print(f"  ok   agents run on {model_description()}")
+    print()
+    if problems:
+        print(f"{len(problems)} thing(s) to fix, see FIX above.")
+        return 1
+    print(f"All good. The Restate UI is at {admin_url()} once the server runs.")
+    return 0
+
+
+def up(wait: float = 60.0) -> int:
+    """Start (or reuse) the server, then serve and register the finished agents."""
+    srv = _server.connect(timeout=wait)
+    started = isinstance(srv, _server.RestateServer)
+    print(("Started" if started else "Using") + f" the Restate server: ingress {srv.ingress_url}, admin {srv.admin_url}")
+    admin = Admin(srv.admin_url)
+    pid_file = data_dir() / "pids" / f"agent-{AGENTS_PORT}.pid"
+    if pid_file.exists() and _alive(int(pid_file.read_text())):
+        proc = AgentProcess(FINISHED, port=AGENTS_PORT, admin=admin, name="finished-agents")
+        admin.register(proc.url)
+        print(f"The finished agents already run (pid {pid_file.read_text()}) at {proc.url}; registered again.")
+    else:
+        if not _server.port_is_free(AGENTS_PORT):
+            print(f"port {AGENTS_PORT} is taken by another program: set AGENTS_PORT to a free port", file=sys.stderr)
+            return 1
+        proc = AgentProcess(FINISHED, port=AGENTS_PORT, admin=admin, name="finished-agents").start(wait)
+        print(f"Serving the finished agents at {proc.url} (pid {proc.pid}); log: {proc.log_path}")
+    print(f"Registered: {', '.join(sorted(admin.services()))}")
+    print(f"Restate UI: {srv.admin_url}")
+    print(f"Try the seed's call:\n  {SEED_CALL}")
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def down() -> int:
+    """Stop every server and agent process the kit started, by their recorded pids."""
+    stopped = 0
+    for pid_file in sorted((data_dir() / "pids").glob("*.pid"), key=lambda p: not p.name.startswith("agent")):
+        pid = int(pid_file.read_text() or 0)
+        if pid and _alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+            print(f"stopped {pid_file.stem} (pid {pid})")
+            stopped += 1
+        pid_file.unlink(missing_ok=True)
+    if not stopped:
+        print("nothing to stop")
+    return 0
+
+
+def status() -> int:
+    """Say whether the server answers and what is registered."""
+    admin = Admin()
+    if not admin.health():
+        print(f"no Restate server answers at {admin.url}: `make server` starts one")
+        return 1
+    print(f"Restate server at {admin.url}; services: {', '.join(sorted(admin.services())) or '(none)'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI."""
+    parser = argparse.ArgumentParser(prog="python -m agent_lib", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("doctor", help="check the set-up and say what to fix")
+    sub.add_parser("up", help="start the server (or use a running one) and register the finished agents")
+    sub.add_parser("server", help="start the server (or use a running one), without agents")
+    sub.add_parser("down", help="stop the server and agent processes the kit started")
+    sub.add_parser("status", help="is the server up, and what is registered")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "doctor":
+            return doctor()
+        if args.command == "up":
+            return up()
+        if args.command == "server":
+            srv = _server.connect()
+            print(f"Restate server: ingress {srv.ingress_url}, admin and UI {srv.admin_url}")
+            return 0
+        if args.command == "down":
+            return down()
+        return status()
+    except (_server.ServerError, ServingError, ConnectionError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""HTTP clients for Restate: the ingress (call agents) and the admin API (inspect and control).
+
+Lesson 01 introduces them. Every non-2xx answer raises `RestateError`, carrying
+Restate's own message. Calls to an agent served inside this notebook's kernel must not
+block the kernel's event loop, so those have async twins: `await ingress.acall(...)`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from .server import DEFAULT_ADMIN_PORT, DEFAULT_INGRESS_PORT
+
+__all__ = ["Admin", "Ingress", "RestateError", "SendResult", "admin_url", "ingress_url"]
+
+_UNSET: Any = object()
+
+
+def ingress_url() -> str:
+    """Return the ingress URL: `RESTATE_INGRESS_URL`, else localhost:8080."""
+    return os.environ.get("RESTATE_INGRESS_URL", f"http://127.0.0.1:{DEFAULT_INGRESS_PORT}").rstrip("/")
+
+
+def admin_url() -> str:
+    """Return the admin API URL: `RESTATE_ADMIN_URL`, else localhost:9070."""
+    return os.environ.get("RESTATE_ADMIN_URL", f"http://127.0.0.1:{DEFAULT_ADMIN_PORT}").rstrip("/")
+
+
+class RestateError(RuntimeError):
+    """Restate answered with an error status; `message` is Restate's own explanation."""
+
+    def __init__(self, status: int, message: str, *, method: str, url: str, code: str | None = None) -> None:
+        super().__init__(f"{status} from {method} {url}: {message}")
+        self.status = status
+        self.message = message
+        self.code = code
+        self.url = url
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What the ingress answers to a one-way send."""
+
+    invocation_id: str
+    status: str
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    message, code = response.text, None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        message = str(body.get("message", message))
+        code = body.get("restate_code") or body.get("code")
+    raise RestateError(
+        response.status_code,
+        message.strip() or response.reason_phrase,
+        method=response.request.method,
+        url=str(response.request.url),
+        code=str(code) if code is not None else None,
+    )
+
+
+def _decode(response: httpx.Response) -> Any:
+    _raise_for(response)
+    if not response.content:
+        return None
+    if "json" in response.headers.get("content-type", ""):
+        return response.json()
+    return response.text
+
+
+def _connect_error(base: str, err: httpx.ConnectError, what: str) -> ConnectionError:
+    return ConnectionError(
+        f"cannot reach the Restate {what} at {base} ({err}): is the server running? "
+        "Start it with `make server` (or `python -m agent_lib up`)"
+    )
+
+
+def _target(service: str, handler: str, key: str | None) -> str:
+    if not service or not handler:
+        raise ValueError("name both the service and the handler, e.g. call('WeatherAgent', 'run', ..., key='s1')")
+    parts = [service] + ([key] if key is not None else []) + [handler]
+    return "/" + "/".join(quote(p, safe="") for p in parts)
+
+
+class _Http:
+    what = "server"
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            return _decode(self._http.request(method, path, **kwargs))
+        except httpx.ConnectError as err:
+            raise _connect_error(self.url, err, self.what) from None
+
+    async def _arequest(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            async with httpx.AsyncClient(base_url=self.url, timeout=self.timeout) as http:
+                return _decode(await http.request(method, path, **kwargs))
+        except httpx.ConnectError as err:
+            raise _connect_error(self.url, err, self.what) from None
+
+    def close(self) -> None:
+        """Close the underlying connection pool."""
+        self._http.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+
+class Ingress(_Http):
+    """The ingress: call and send to services, attach to invocations, resolve awakeables."""
+
+    what = "ingress"
+
+    def __init__(self, url: str | None = None, *, timeout: float = 120.0) -> None:
+        super().__init__(url or ingress_url(), timeout)
+
+    @staticmethod
+    def _call_args(body: Any, idempotency_key: str | None, raw: bool) -> dict[str, Any]:
+        headers = {"idempotency-key": idempotency_key} if idempotency_key else {}
+        if raw:
+            return {"content": body, "headers": {"content-type": "application/json", **headers}}
+        return {"json": body, "headers": headers}
+
+    def call(
+        self,
+        service: str,
+        handler: str,
+        body: Any = None,
+        *,
+        key: str | None = None,
+        idempotency_key: str | None = None,
+        raw: bool = False,
+    ) -> Any:
+        """Call a handler and wait for its result (raw=True sends `body` bytes as they are)."""
+        return self._request("POST", _target(service, handler, key), **self._call_args(body, idempotency_key, raw))
+
+    async def acall(
+        self,
+        service: str,
+        handler: str,
+        body: Any = None,
+        *,
+        key: str | None = None,
+        idempotency_key: str | None = None,
+        raw: bool = False,
+    ) -> Any:
+        """Call a handler without blocking the event loop (for agents served in this kernel)."""
+        args = self._call_args(body, idempotency_key, raw)
+        return await self._arequest("POST", _target(service, handler, key), **args)
+
+    def send(
+        self,
+        service: str,
+        handler: str,
+        body: Any = None,
+        *,
+        key: str | None = None,
+        idempotency_key: str | None = None,
+        delay: str | None = None,
+    ) -> SendResult:
+        """Start a handler without waiting for it; return its invocation id."""
+        path = _target(service, handler, key) + "/send" + (f"?delay={quote(delay)}" if delay else "")
+        answer = self._request("POST", path, **self._call_args(body, idempotency_key, False))
+        return SendResult(answer["invocationId"], answer.get("status", ""))
+
+    def attach(self, invocation_id: str) -> Any:
+        """Wait for an invocation to finish and return its result."""
+        return self._request("GET", f"/restate/invocation/{quote(invocation_id, safe='')}/attach")
+
+    async def aattach(self, invocation_id: str) -> Any:
+        """Wait for an invocation without blocking the event loop."""
+        return await self._arequest("GET", f"/restate/invocation/{quote(invocation_id, safe='')}/attach")
+
+    def output(self, invocation_id: str) -> Any:
+        """Return a finished invocation's result (raises RestateError if it is not finished)."""
+        return self._request("GET", f"/restate/invocation/{quote(invocation_id, safe='')}/output")
+
+    def resolve_awakeable(self, awakeable_id: str, value: Any = None) -> None:
+        """Resolve an awakeable with a JSON value; the waiting handler resumes with it."""
+        self._request("POST", f"/restate/awakeables/{quote(awakeable_id, safe='')}/resolve", json=value)
+
+    def reject_awakeable(self, awakeable_id: str, reason: str) -> None:
+        """Reject an awakeable; the waiting handler gets a TerminalError with `reason`."""
+        self._request(
+            "POST",
+            f"/restate/awakeables/{quote(awakeable_id, safe='')}/reject",
+            content=reason.encode(),
+            headers={"content-type": "text/plain"},
+        )
+
+
+class Admin(_Http):
+    """The admin API: deployments, services, SQL over the server's tables, invocation control."""
+
+    what = "admin API"
+
+    def __init__(self, url: str | None = None, *, timeout: float = 30.0) -> None:
+        super().__init__(url or admin_url(), timeout)
+
+    def health(self) -> bool:
+        """Return True if the admin API answers."""
+        try:
+            self._request("GET", "/health")
+        except (RestateError, ConnectionError):
+            return False
+        return True
+
+    @staticmethod
+    def _deployment_body(uri: str, force: bool) -> dict[str, Any]:
+        return {"uri": uri, "force": force}
+
+    def register(self, uri: str, *, force: bool = True) -> dict[str, Any]:
+        """Register (or with force, re-register) the deployment at `uri`; return the answer."""
+        return dict(self._request("POST", "/deployments", json=self._deployment_body(uri, force)))
+
+    async def aregister(self, uri: str, *, force: bool = True) -> dict[str, Any]:
+        """Register a deployment served by this kernel, without blocking its event loop."""
+        return dict(await self._arequest("POST", "/deployments", json=self._deployment_body(uri, force)))
+
+    def deployments(self) -> list[dict[str, Any]]:
+        """List the registered deployments."""
+        return list(self._request("GET", "/deployments")["deployments"])
+
+    def remove_deployment(self, deployment_id: str, *, force: bool = False) -> None:
+        """Remove a deployment (force=True even if invocations still run on it)."""
+        self._request("DELETE", f"/deployments/{quote(deployment_id, safe='')}", params={"force": str(force).lower()})
+
+    def services(self) -> list[str]:
+        """List the names of the registered services."""
+        return [s["name"] for s in self._request("GET", "/services")["services"]]
+
+    def query(self, sql: str) -> list[dict[str, Any]]:
+        """Run SQL over the server's tables (sys_invocation, sys_journal, state, ...); return rows."""
+        answer = self._request("POST", "/query", json={"query": sql}, headers={"accept": "application/json"})
+        return list(answer["rows"])
+
+    def query_df(self, sql: str) -> Any:
+        """Run SQL and return a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.query(sql))
+
+    def invocation(self, invocation_id: str) -> dict[str, Any] | None:
+        """Return the sys_invocation row of one invocation, or None."""
+        rows = self.query(f"SELECT * FROM sys_invocation WHERE id = {_sql_str(invocation_id)}")
+        return rows[0] if rows else None
+
+    def status(self, invocation_id: str) -> str | None:
+        """Return an invocation's status (pending, running, backing-off, suspended, paused, completed...)."""
+        row = self.invocation(invocation_id)
+        return None if row is None else str(row["status"])
+
+    def invocations(self, service: str | None = None) -> list[dict[str, Any]]:
+        """Return the sys_invocation rows, optionally of one service, newest first."""
+        where = f"WHERE target_service_name = {_sql_str(service)}" if service else ""
+        return self.query(f"SELECT * FROM sys_invocation {where} ORDER BY created_at DESC")
+
+    def journal(self, invocation_id: str) -> list[dict[str, Any]]:
+        """Return an invocation's journal entries from sys_journal, in order.
+
+        Each row has index, entry_type (e.g. "Command: Run"), name (e.g. "call LLM"),
+        appended_at and entry_json; absent values are None.
+        """
+        rows = self.query(
+            "SELECT index, entry_type, name, appended_at, entry_json "
+            f"FROM sys_journal WHERE id = {_sql_str(invocation_id)} ORDER BY index"
+        )
+        columns = ("index", "entry_type", "name", "appended_at", "entry_json")
+        return [{c: (row.get(c) if row.get(c) != "" else None) for c in columns} for row in rows]
+
+    def steps(self, invocation_id: str) -> list[str]:
+        """Return the names of an invocation's `run` steps, in order (e.g. ["call LLM", "Get weather"])."""
+        return [r["name"] for r in self.journal(invocation_id) if r["entry_type"] == "Command: Run"]
+
+    def journal_df(self, invocation_id: str) -> Any:
+        """Return an invocation's journal as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame(self.journal(invocation_id))
+
+    def state(self, service: str, key: str) -> dict[str, str]:
+        """Return a virtual object's state as {key: value as UTF-8 text}."""
+        rows = self.query(
+            "SELECT key, value_utf8 FROM state "
+            f"WHERE service_name = {_sql_str(service)} AND service_key = {_sql_str(key)}"
+        )
+        return {r["key"]: r["value_utf8"] for r in rows}
+
+    def _control(self, invocation_id: str, action: str) -> None:
+        self._request("PATCH", f"/invocations/{quote(invocation_id, safe='')}/{action}")
+
+    def kill(self, invocation_id: str) -> None:
+        """Kill an invocation at once: no compensation, its journal is dropped."""
+        self._control(invocation_id, "kill")
+
+    def cancel(self, invocation_id: str) -> None:
+        """Cancel an invocation: it gets a TerminalError at its next await and can clean up."""
+        self._control(invocation_id, "cancel")
+
+    def pause(self, invocation_id: str) -> None:
+        """Pause an invocation: it stops being retried until resumed."""
+        self._control(invocation_id, "pause")
+
+    def resume(self, invocation_id: str, deployment_id: str | None = None) -> None:
+        """Resume a paused invocation, optionally on another deployment."""
+        params = {"deployment": deployment_id} if deployment_id else None
+        self._request("PATCH", f"/invocations/{quote(invocation_id, safe='')}/resume", params=params)
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"

@@ -1,0 +1,227 @@
+"""The model an agent runs on: Gemini when a key is set, an offline stand-in otherwise.
+
+Lesson 00 introduces it. The stand-in, `OfflineModel`, is an ADK `BaseLlm` that never
+leaves the machine. It reads the request the agent built (the user's latest message,
+the tools it declared, the tool results so far, the earlier turns of the session) and
+answers by a *script*: small rules written next to each agent, in plain Python, that a
+learner can read and change. Same request, same answer, every time.
+
+Every model call, offline or Gemini, is counted twice: in memory (`model.calls`) and
+in the ledger as an effect of kind ``"model_call"``, so a lesson can prove that a call
+journaled before a crash was not paid for again after it, even across processes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncGenerator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.adk.models.base_llm import BaseLlm
+from google.adk.models.google_llm import Gemini
+from google.adk.models.llm_request import LlmRequest
+from google.adk.models.llm_response import LlmResponse
+from google.genai import types
+from pydantic import Field, PrivateAttr
+
+from .ledger import default_ledger
+
+__all__ = [
+    "Call",
+    "CountingGemini",
+    "OfflineModel",
+    "Reply",
+    "Script",
+    "ToolResult",
+    "ToolRule",
+    "Turn",
+    "default_model",
+    "model_description",
+    "read_turn",
+    "uses_gemini",
+]
+
+DEFAULT_GEMINI_MODEL = "gemini-2.5-flash"
+_KEY_VARS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+
+
+@dataclass(frozen=True)
+class Call:
+    """A tool call the model asks for."""
+
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """A tool's answer, as the model sees it."""
+
+    name: str
+    response: dict[str, Any]
+
+    @property
+    def text(self) -> str:
+        """Return the tool's answer as text (ADK wraps plain returns as {"result": ...})."""
+        if set(self.response) == {"result"}:
+            return str(self.response["result"])
+        return str(self.response)
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What the model sees of the conversation when it is asked to answer."""
+
+    text: str
+    """The user's latest message."""
+    results: tuple[ToolResult, ...]
+    """Tool results that came back since that message (empty on the first call of a turn)."""
+    tools: tuple[str, ...]
+    """Names of the tools the agent declared."""
+    history: tuple[str, ...]
+    """The user's earlier messages in this session, oldest first."""
+    past_results: tuple[ToolResult, ...]
+    """Tool results from earlier turns of this session."""
+    instruction: str = ""
+
+
+Reply = str | Sequence[Call]
+"""A final text answer, or one or more tool calls to make first."""
+
+Script = Callable[[Turn], Reply]
+"""How an offline model answers: a function from what it sees to what it says."""
+
+
+@dataclass(frozen=True)
+class ToolRule:
+    """Call `tool` once per match of `pattern` (case-insensitive) in the user's message."""
+
+    pattern: str
+    tool: str
+    args: Callable[[re.Match[str]], dict[str, Any]] = lambda m: dict(m.groupdict())
+
+    def calls(self, text: str) -> list[Call]:
+        """Return the calls this rule asks for on `text`."""
+        return [Call(self.tool, self.args(m)) for m in re.finditer(self.pattern, text, re.IGNORECASE)]
+
+
+def _text_of(content: types.Content) -> str:
+    return "".join(p.text for p in content.parts or [] if p.text and not p.thought)
+
+
+def _results_of(content: types.Content) -> list[ToolResult]:
+    return [
+        ToolResult(p.function_response.name or "", dict(p.function_response.response or {}))
+        for p in content.parts or []
+        if p.function_response is not None
+    ]
+
+
+def read_turn(request: LlmRequest) -> Turn:
+    """Read what the model sees out of an ADK request."""
+    user_texts: list[tuple[int, str]] = []
+    results: list[tuple[int, ToolResult]] = []
+    for i, content in enumerate(request.contents):
+        if content.role == "user":
+            results += [(i, r) for r in _results_of(content)]
+            text = _text_of(content)
+            if text and not text.startswith("For context:"):
+                user_texts.append((i, text))
+    last_index, text = user_texts[-1] if user_texts else (-1, "")
+    instruction = request.config.system_instruction if request.config else ""
+    return Turn(
+        text=text,
+        results=tuple(r for i, r in results if i > last_index),
+        tools=tuple(sorted(request.tools_dict)),
+        history=tuple(t for _, t in user_texts[:-1]),
+        past_results=tuple(r for i, r in results if i < last_index),
+        instruction=instruction if isinstance(instruction, str) else "",
+    )
+
+
+def _invocation_id() -> str | None:
+    from restate.extensions import current_context
+
+    ctx = current_context()
+    return ctx.request().id if ctx is not None else None
+
+
+def _record_call(model: str, agent_hint: str) -> None:
+    default_ledger().record(
+        "model_call", {"model": model, "agent": agent_hint}, invocation_id=_invocation_id()
+    )
+
+
+class OfflineModel(BaseLlm):
+    """A deterministic stand-in for Gemini that answers by a script and counts its calls."""
+
+    model: str = "offline"
+    script: Any = Field(default=None, exclude=True)
+    name: str = "agent"
+    """Recorded with each call in the ledger, to tell agents apart."""
+    _calls: int = PrivateAttr(default=0)
+
+    @property
+    def calls(self) -> int:
+        """How many times this model instance was called in this process."""
+        return self._calls
+
+    async def generate_content_async(
+        self, llm_request: LlmRequest, stream: bool = False
+    ) -> AsyncGenerator[LlmResponse, None]:
+        """Answer by the script: tool calls first, then a final text."""
+        self._calls += 1
+        _record_call(self.model, self.name)
+        turn = read_turn(llm_request)
+        reply = self.script(turn) if self.script is not None else "I am an offline model with no script."
+        if isinstance(reply, str):
+            parts = [types.Part.from_text(text=reply)]
+        else:
+            unknown = [c.name for c in reply if c.name not in turn.tools]
+            if unknown:
+                raise ValueError(f"the script asked for tools the agent does not have: {unknown}")
+            parts = [types.Part.from_function_call(name=c.name, args=c.args) for c in reply]
+        yield LlmResponse(content=types.Content(role="model", parts=parts), turn_complete=True)
+
+
+class CountingGemini(Gemini):
+    """Gemini, counted like the offline model (in memory and in the ledger)."""
+
+    name: str = "agent"
+    _calls: int = PrivateAttr(default=0)
+
+    @property
+    def calls(self) -> int:
+        """How many times this model instance was called in this process."""
+        return self._calls
+
+    async def generate_content_async(
+        self, llm_request: LlmRequest, stream: bool = False
+    ) -> AsyncGenerator[LlmResponse, None]:
+        """Call Gemini and count the call."""
+        self._calls += 1
+        _record_call(self.model, self.name)
+        async for response in super().generate_content_async(llm_request, stream=stream):
+            yield response
+
+
+def uses_gemini() -> bool:
+    """Return True when a Gemini key is set in the environment."""
+    return any(os.environ.get(k) for k in _KEY_VARS)
+
+
+def model_description() -> str:
+    """Say which model agents run on, never showing the key."""
+    if uses_gemini():
+        which = next(k for k in _KEY_VARS if os.environ.get(k))
+        return f"Gemini ({os.environ.get('AGENT_MODEL', DEFAULT_GEMINI_MODEL)}), key from {which}"
+    return "the offline stand-in model (no GOOGLE_API_KEY or GEMINI_API_KEY set)"
+
+
+def default_model(script: Script, *, name: str = "agent") -> OfflineModel | CountingGemini:
+    """Return Gemini (`AGENT_MODEL`, default gemini-2.5-flash) if a key is set, else the offline model."""
+    if uses_gemini():
+        return CountingGemini(model=os.environ.get("AGENT_MODEL", DEFAULT_GEMINI_MODEL), name=name)
+    return OfflineModel(script=script, name=name)

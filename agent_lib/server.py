@@ -1,0 +1,351 @@
+"""Start, stop and restart a native Restate server, or use one that already runs.
+
+Lesson 00 introduces it. The server is the real `restate-server` binary pinned in
+`package.json` (npm). Ports and the data dir are the caller's choice; the defaults are
+the ones the seed example uses: ingress 8080, admin API and UI 9070, data in `.restate/`.
+
+    with RestateServer(base_dir=tmp, ingress_port=18080, admin_port=19070, node_port=15122) as srv:
+        ...  # srv.ingress_url, srv.admin_url
+
+`RestateCluster` starts several nodes of one cluster on loopback (lesson 08).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from ._paths import REPO_ROOT, data_dir
+
+__all__ = [
+    "DEFAULT_ADMIN_PORT",
+    "DEFAULT_INGRESS_PORT",
+    "DEFAULT_NODE_PORT",
+    "ExternalServer",
+    "RestateServer",
+    "ServerError",
+    "connect",
+    "find_server_binary",
+    "free_port",
+    "pinned_version",
+    "port_is_free",
+    "server_env",
+]
+
+DEFAULT_INGRESS_PORT = 8080
+DEFAULT_ADMIN_PORT = 9070
+DEFAULT_NODE_PORT = 5122
+
+
+class ServerError(RuntimeError):
+    """The Restate server could not be found, started or reached."""
+
+
+def pinned_version() -> str:
+    """Return the restate-server version pinned in package.json."""
+    pins = json.loads((REPO_ROOT / "package.json").read_text())["dependencies"]
+    return str(pins["@restatedev/restate-server"])
+
+
+def find_server_binary() -> Path:
+    """Find `restate-server`: `RESTATE_SERVER_BIN`, then node_modules, then PATH."""
+    env = os.environ.get("RESTATE_SERVER_BIN")
+    if env:
+        path = Path(env)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise ServerError(f"RESTATE_SERVER_BIN={env} is not an executable file: fix it, or unset it")
+        return path
+    scoped = REPO_ROOT / "node_modules" / "@restatedev"
+    for candidate in sorted(scoped.glob("restate-server-*/bin/restate-server")):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    on_path = shutil.which("restate-server")
+    if on_path:
+        return Path(on_path)
+    raise ServerError(
+        "no restate-server binary found: run `make setup` (it installs the pinned server with npm), "
+        "or set RESTATE_SERVER_BIN to the binary's path"
+    )
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Return True if nothing listens on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _healthy(admin_url: str, ingress_url: str) -> bool:
+    try:
+        with httpx.Client(timeout=2.0) as http:
+            return (
+                http.get(f"{admin_url}/health").status_code == 200
+                and http.get(f"{ingress_url}/restate/health").status_code == 200
+            )
+    except httpx.HTTPError:
+        return False
+
+
+def server_env(
+    *,
+    base_dir: Path,
+    node_name: str,
+    ingress_port: int,
+    admin_port: int,
+    node_port: int,
+    host: str = "127.0.0.1",
+) -> dict[str, str]:
+    """Return the environment that configures one restate-server node."""
+    return {
+        "RESTATE_BASE_DIR": str(base_dir),
+        "RESTATE_NODE_NAME": node_name,
+        "RESTATE_INGRESS__BIND_ADDRESS": f"{host}:{ingress_port}",
+        "RESTATE_ADMIN__BIND_ADDRESS": f"{host}:{admin_port}",
+        "RESTATE_BIND_ADDRESS": f"{host}:{node_port}",
+        "RESTATE_ADVERTISED_ADDRESS": f"http://127.0.0.1:{node_port}",
+        "RESTATE_DISABLE_TELEMETRY": "true",
+        "RESTATE_DEFAULT_NUM_PARTITIONS": "4",
+        "RESTATE_ROCKSDB_TOTAL_MEMORY_SIZE": "512MiB",
+        "RESTATE_LOG_FORMAT": "compact",
+        "RESTATE_LOG_DISABLE_ANSI_CODES": "true",
+    }
+
+
+class RestateServer:
+    """One native restate-server process, with its own ports and data dir."""
+
+    def __init__(
+        self,
+        base_dir: str | os.PathLike[str] | None = None,
+        *,
+        ingress_port: int = DEFAULT_INGRESS_PORT,
+        admin_port: int = DEFAULT_ADMIN_PORT,
+        node_port: int = DEFAULT_NODE_PORT,
+        node_name: str = "node-1",
+        binary: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.base_dir = Path(base_dir) if base_dir is not None else data_dir()
+        self.ingress_port = ingress_port
+        self.admin_port = admin_port
+        self.node_port = node_port
+        self.node_name = node_name
+        self._binary = Path(binary) if binary is not None else None
+        self._extra_env = dict(env or {})
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ingress_url(self) -> str:
+        """The ingress URL, where agents are called."""
+        return f"http://127.0.0.1:{self.ingress_port}"
+
+    @property
+    def admin_url(self) -> str:
+        """The admin API URL, which also serves the Restate UI."""
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    @property
+    def log_path(self) -> Path:
+        """Where the server writes its log."""
+        return self.base_dir / f"{self.node_name}.log"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
+    @property
+    def running(self) -> bool:
+        """True while the server process is alive."""
+        return self.pid is not None
+
+    def healthy(self) -> bool:
+        """Return True if both admin API and ingress answer their health checks."""
+        return _healthy(self.admin_url, self.ingress_url)
+
+    def start(self, timeout: float = 60.0) -> RestateServer:
+        """Start the server and wait until it is healthy."""
+        if self.running:
+            return self
+        binary = self._binary or find_server_binary()
+        taken = [p for p in (self.ingress_port, self.admin_port, self.node_port) if not port_is_free(p)]
+        if taken:
+            raise ServerError(
+                f"port {', '.join(map(str, taken))} is already taken by another process: stop it "
+                "(`make stop` stops the kit's own server), or choose other ports"
+            )
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self._env(), **self._extra_env}
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [str(binary)],
+                cwd=self.base_dir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self._record_pid()
+        self._wait_healthy(timeout)
+        return self
+
+    def _env(self) -> dict[str, str]:
+        return server_env(
+            base_dir=self.base_dir,
+            node_name=self.node_name,
+            ingress_port=self.ingress_port,
+            admin_port=self.admin_port,
+            node_port=self.node_port,
+        )
+
+    def _wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                raise ServerError(
+                    f"restate-server exited with code {self._proc.returncode} while starting; "
+                    f"the end of its log ({self.log_path}):\n{self.log_tail()}"
+                )
+            if self.healthy():
+                return
+            time.sleep(0.1)
+        self.kill()
+        raise ServerError(
+            f"restate-server did not become healthy within {timeout:.0f}s; the end of its log:\n{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = 20) -> str:
+        """Return the last lines of the server's log."""
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def _pid_file(self) -> Path:
+        return data_dir() / "pids" / f"restate-server-{self.admin_port}.pid"
+
+    def _record_pid(self) -> None:
+        path = self._pid_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        assert self._proc is not None
+        path.write_text(str(self._proc.pid))
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the server gracefully (SIGTERM), killing it if it does not exit in time."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._pid_file().unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """Kill the server with SIGKILL, as a crash would."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        self._pid_file().unlink(missing_ok=True)
+
+    def restart(self, timeout: float = 60.0, *, crash: bool = False) -> RestateServer:
+        """Stop (or with crash=True, SIGKILL) the server and start it again on the same data."""
+        self.kill() if crash else self.stop()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(
+            port_is_free(p) for p in (self.ingress_port, self.admin_port, self.node_port)
+        ):
+            time.sleep(0.05)
+        return self.start(timeout)
+
+    def __enter__(self) -> RestateServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"pid {self.pid}" if self.running else "stopped"
+        return f"RestateServer(ingress={self.ingress_url}, admin={self.admin_url}, {state})"
+
+
+class ExternalServer:
+    """A Restate server someone else runs (`make lab`, Docker, a cluster node): used, never stopped."""
+
+    def __init__(self, ingress_url: str, admin_url: str) -> None:
+        self.ingress_url = ingress_url.rstrip("/")
+        self.admin_url = admin_url.rstrip("/")
+
+    def healthy(self) -> bool:
+        """Return True if both admin API and ingress answer their health checks."""
+        return _healthy(self.admin_url, self.ingress_url)
+
+    def start(self, timeout: float = 30.0) -> ExternalServer:
+        """Wait until the external server answers."""
+        deadline = time.monotonic() + timeout
+        while not self.healthy():
+            if time.monotonic() > deadline:
+                raise ServerError(
+                    f"no Restate server answers at {self.ingress_url} (ingress) and {self.admin_url} (admin): "
+                    "start one with `make server`, or fix RESTATE_INGRESS_URL / RESTATE_ADMIN_URL"
+                )
+            time.sleep(0.2)
+        return self
+
+    def stop(self) -> None:
+        """Do nothing: an external server is not ours to stop."""
+
+    def __enter__(self) -> ExternalServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"ExternalServer(ingress={self.ingress_url}, admin={self.admin_url})"
+
+
+def connect(timeout: float = 60.0) -> RestateServer | ExternalServer:
+    """Return the course's server: the one at RESTATE_INGRESS_URL/RESTATE_ADMIN_URL, else start one.
+
+    If the variables are unset and nothing answers on 8080/9070, a native server is started
+    with its data in `.restate/`; it keeps running after this process ends (`make stop` stops it).
+    """
+    ingress = os.environ.get("RESTATE_INGRESS_URL")
+    admin = os.environ.get("RESTATE_ADMIN_URL")
+    if ingress or admin:
+        if not (ingress and admin):
+            raise ServerError("set both RESTATE_INGRESS_URL and RESTATE_ADMIN_URL, or neither")
+        return ExternalServer(ingress, admin).start(timeout=min(timeout, 10.0))
+    default = ExternalServer(f"http://127.0.0.1:{DEFAULT_INGRESS_PORT}", f"http://127.0.0.1:{DEFAULT_ADMIN_PORT}")
+    if default.healthy():
+        return default
+    return RestateServer().start(timeout)

@@ -58,15 +58,19 @@ CHROMIUM_ARGS: tuple[str, ...] = (
 )
 
 # Per-run user settings: no news/update toast, no autosave (it would write the
-# executed outputs back into the .ipynb), every cell in the DOM (no windowing),
-# so DOM reads and full-page screenshots see the whole notebook.
+# executed outputs back into the .ipynb), every cell in the DOM (no windowing)
+# and no blank space after the last cell, so DOM reads and full-page
+# screenshots see exactly the whole notebook.
 LAB_SETTINGS: dict[str, dict[str, Any]] = {
     "@jupyterlab/apputils-extension/notification": {
         "fetchNews": "false",
         "checkForUpdates": False,
     },
     "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
-    "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
+    "@jupyterlab/notebook-extension/tracker": {
+        "windowingMode": "none",
+        "scrollPastEnd": False,
+    },
 }
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -376,7 +380,8 @@ _OUTPUTS_JS = (
     + """
   return panelFor(path).content.widgets.map(c => ({
     type: c.model.type,
-    text: c.outputArea ? c.outputArea.node.innerText : '',
+    text: c.outputArea ? Array.from(c.outputArea.node.querySelectorAll(
+      '.jp-OutputArea-output'), e => e.innerText).join('\n') : '',
     outputs: c.model.type === 'code' ? Array.from(
       {length: c.model.outputs.length}, (_, i) => c.model.outputs.get(i).toJSON()) : [],
   }));

@@ -1,0 +1,67 @@
+"""Shared fixtures: one private Restate server per test session, fresh keys per test.
+
+The session server runs on free ports with its data in a temp dir, so tests never touch
+the lab's server on 8080/9070. Tests that restart or kill a server start their own.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent_lib.clients import Admin, Ingress
+from agent_lib.ledger import Ledger
+from agent_lib.server import RestateServer, free_port
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "browser: drives JupyterLab in headless Chromium")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+@pytest.fixture(scope="session")
+def restate_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestateServer]:
+    """A private native Restate server for the whole test session."""
+    base = tmp_path_factory.mktemp("restate")
+    with RestateServer(base, ingress_port=free_port(), admin_port=free_port(), node_port=free_port()) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _kit_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Keep the tests' pid files, logs and ledger out of the repo's .restate/."""
+    path = tmp_path_factory.mktemp("kit-data")
+    old = {k: os.environ.get(k) for k in ("RESTATE_KIT_DATA", "AGENT_LEDGER")}
+    os.environ["RESTATE_KIT_DATA"] = str(path)
+    os.environ["AGENT_LEDGER"] = str(path / "ledger.sqlite")
+    yield path
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+def admin(restate_server: RestateServer) -> Admin:
+    return Admin(restate_server.admin_url)
+
+
+@pytest.fixture
+def ingress(restate_server: RestateServer) -> Ingress:
+    return Ingress(restate_server.ingress_url)
+
+
+@pytest.fixture
+def key() -> str:
+    """A fresh virtual-object key, so tests never share a session."""
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def ledger() -> Ledger:
+    return Ledger(os.environ["AGENT_LEDGER"])

@@ -3,81 +3,32 @@
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import os
-import re
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from . import server as _server
-from ._paths import REPO_ROOT, data_dir
+from ._paths import data_dir
 from .agents import FINISHED
-from .clients import Admin, admin_url, ingress_url
-from .models import model_description
+from .clients import Admin, admin_url
+from .doctor import run_checks
 from .serving import AgentProcess, ServingError
 
 AGENTS_PORT = int(os.environ.get("AGENTS_PORT", "9080"))
 SEED_CALL = """curl localhost:8080/WeatherAgent/session-1/run --json '"What is the weather in New York?"'"""
 
 
-def _pins() -> dict[str, str]:
-    pins = {}
-    for line in (REPO_ROOT / "requirements.txt").read_text().splitlines():
-        m = re.match(r"^([A-Za-z0-9_.-]+)(\[[^\]]*\])?==([^\s#]+)", line.strip())
-        if m:
-            pins[m.group(1)] = m.group(3)
-    return pins
-
-
 def doctor() -> int:
-    """Check Python, packages, the server binary, ports and the model; say what to fix."""
-    problems: list[str] = []
-
-    def check(ok: bool, good: str, bad: str) -> None:
-        print(("  ok   " if ok else "  FIX  ") + (good if ok else bad))
-        if not ok:
-            problems.append(bad)
-
-    print("Python")
-    check(
-        sys.version_info >= (3, 12),
-        f"Python {sys.version.split()[0]} at {sys.executable}",
-        f"Python {sys.version.split()[0]} is too old: the course needs 3.12 or newer (`make setup` finds one)",
-    )
-    print("Packages (pinned in requirements.txt)")
-    for name, want in _pins().items():
-        try:
-            have = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            check(False, "", f"{name} is not installed: run `make setup`")
-            continue
-        check(have == want, f"{name} {have}", f"{name} is {have}, the course pins {want}: run `make setup`")
-    print("Restate server")
-    try:
-        binary = _server.find_server_binary()
-        out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=20).stdout
-        version = out.split()[-1] if out.split() else "?"
-        pinned = _server.pinned_version()
-        check(version == pinned, f"restate-server {version} at {binary}", f"restate-server is {version}, pinned {pinned}: run `make setup`")
-    except _server.ServerError as err:
-        check(False, "", str(err))
-    for what, url in (("ingress", ingress_url()), ("admin API and UI", admin_url())):
-        port = int(url.rsplit(":", 1)[1].split("/")[0])
-        admin_ok = Admin(admin_url()).health()
-        if _server.port_is_free(port):
-            print(f"  ok   port {port} ({what}) is free: `make server` or `make lab` will start Restate there")
-        else:
-            check(admin_ok, f"a Restate server answers on port {port} ({what})",
-                  f"port {port} ({what}) is taken, but not by a Restate server: stop what uses it")
-    print("Model")
-    print(f"  ok   agents run on {model_description()}")
+    """Print every check, and what to fix; exit 1 if anything needs fixing."""
+    checks = run_checks()
+    for c in checks:
+        print(("  ok   " if c.ok else "  FIX  ") + f"[{c.area}] {c.detail}" + ("" if c.ok else f": {c.fix}"))
+    bad = [c for c in checks if not c.ok]
     print()
-    if problems:
-        print(f"{len(problems)} thing(s) to fix, see FIX above.")
+    if bad:
+        print(f"{len(bad)} thing(s) to fix, see FIX above.")
         return 1
     print(f"All good. The Restate UI is at {admin_url()} once the server runs.")
     return 0
@@ -87,7 +38,8 @@ def up(wait: float = 60.0) -> int:
     """Start (or reuse) the server, then serve and register the finished agents."""
     srv = _server.connect(timeout=wait)
     started = isinstance(srv, _server.RestateServer)
-    print(("Started" if started else "Using") + f" the Restate server: ingress {srv.ingress_url}, admin {srv.admin_url}")
+    verb = "Started" if started else "Using"
+    print(f"{verb} the Restate server: ingress {srv.ingress_url}, admin {srv.admin_url}")
     admin = Admin(srv.admin_url)
     pid_file = data_dir() / "pids" / f"agent-{AGENTS_PORT}.pid"
     if pid_file.exists() and _alive(int(pid_file.read_text())):

@@ -144,7 +144,10 @@ def read_turn(request: LlmRequest) -> Turn:
 def _invocation_id() -> str | None:
     from restate.extensions import current_context
 
-    ctx = current_context()
+    try:
+        ctx = current_context()
+    except LookupError:
+        return None
     return ctx.request().id if ctx is not None else None
 
 

@@ -19,7 +19,7 @@ from restate.ext.adk import RestatePlugin, RestateSessionService, restate_object
 from ..models import Call, Reply, Turn, default_model
 from ._common import LESSON_RETRY_POLICY, final_text, require_message, user_message
 
-__all__ = ["agent", "app", "get_weather", "runner", "weather_script", "weather_service"]
+__all__ = ["agent", "app", "get_weather", "runner", "weather_report", "weather_script", "weather_service"]
 
 _CITY = re.compile(r"\b(?:in|for|about) ((?:[A-Z][\w'-]*)(?: [A-Z][\w'-]*)*)")
 
@@ -41,6 +41,11 @@ def weather_script(turn: Turn) -> Reply:
     return "I am a weather assistant: ask me about the weather in a city."
 
 
+def weather_report(city: str) -> str:
+    """Return the weather in `city`: the course's stand-in for a weather API."""
+    return f"The weather in {city} is sunny, 72°F"
+
+
 async def get_weather(city: str) -> str:
     """Get the current weather for a city.
 
@@ -49,7 +54,7 @@ async def get_weather(city: str) -> str:
     """
 
     async def fetch_weather() -> str:
-        return f"The weather in {city} is sunny, 72°F"
+        return weather_report(city)
 
     return await restate_object_context().run_typed("Get weather", fetch_weather)
 

@@ -16,6 +16,7 @@ import pytest
 from agent_lib.clients import Admin, Ingress
 from agent_lib.ledger import Ledger
 from agent_lib.server import RestateServer, free_port
+from agent_lib.serving import AgentProcess
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -65,3 +66,23 @@ def key() -> str:
 @pytest.fixture
 def ledger() -> Ledger:
     return Ledger(os.environ["AGENT_LEDGER"])
+
+
+@pytest.fixture(scope="session")
+def weather(restate_server: RestateServer, _kit_data: Path) -> Iterator[AgentProcess]:
+    """The finished weather agent, served by its own process on the session server."""
+    proc = AgentProcess("agent_lib.agents.weather:weather_service", admin=Admin(restate_server.admin_url))
+    with proc:
+        yield proc
+
+
+@pytest.fixture(scope="session")
+def test_services(restate_server: RestateServer, _kit_data: Path) -> Iterator[AgentProcess]:
+    """The small services of tests/services.py, in their own process."""
+    proc = AgentProcess(
+        ["tests.services:waiter", "tests.services:failing", "tests.services:echo"],
+        admin=Admin(restate_server.admin_url),
+        name="test-services",
+    )
+    with proc:
+        yield proc

@@ -5,6 +5,10 @@ serves and registers all of them in one process. Lessons never re-register these
 on the shared server: a lesson that builds or kills its own agent uses its own service name.
 """
 
+__all__ = ["FINISHED"]
+
 FINISHED = [
     "agent_lib.agents.weather:weather_service",
+    "agent_lib.agents.claims:claims_service",
+    "agent_lib.agents.claims:approvals_service",
 ]

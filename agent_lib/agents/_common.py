@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 from datetime import timedelta
+import json
+from dataclasses import dataclass
 from typing import Any
 
 import restate
+from restate.serde import Serde
 from google.adk.events.event import Event
 from google.genai.types import Content, Part
 
-__all__ = ["LESSON_RETRY_POLICY", "MAX_MESSAGE_CHARS", "final_text", "require_message", "user_message"]
+__all__ = [
+    "LESSON_RETRY_POLICY",
+    "MAX_MESSAGE_CHARS",
+    "JSON_INPUT",
+    "Malformed",
+    "final_text",
+    "require_json",
+    "require_message",
+    "user_message",
+]
 
 MAX_MESSAGE_CHARS = 8_000
 
@@ -23,8 +35,42 @@ LESSON_RETRY_POLICY = restate.InvocationRetryPolicy(
 """Retry quickly, so a crashed agent is back in about a second; pause after 30 failed attempts."""
 
 
+@dataclass(frozen=True)
+class Malformed:
+    """A request body that is not valid JSON, kept so the handler can refuse it with a 400."""
+
+    error: str
+
+
+class _LenientJson(Serde[Any]):
+    """JSON in and out; a body that is not JSON decodes to `Malformed` instead of failing with a 500."""
+
+    def deserialize(self, buf: bytes) -> Any:
+        if not buf:
+            return None
+        try:
+            return json.loads(buf)
+        except ValueError as err:
+            return Malformed(str(err))
+
+    def serialize(self, obj: Any) -> bytes:
+        return b"" if obj is None else json.dumps(obj).encode()
+
+
+JSON_INPUT: Serde[Any] = _LenientJson()
+"""Pass as `input_serde=` so malformed JSON reaches the handler, which answers 400 (the SDK's default is 500)."""
+
+
+def require_json(body: Any) -> Any:
+    """Raise a 400 TerminalError if the body was not valid JSON; else return it."""
+    if isinstance(body, Malformed):
+        raise restate.TerminalError(f"the request body is not valid JSON ({body.error})", status_code=400)
+    return body
+
+
 def require_message(message: Any) -> str:
     """Return `message` if it is a non-empty string; otherwise raise a 400 TerminalError."""
+    require_json(message)
     if not isinstance(message, str):
         raise restate.TerminalError(
             f"the message must be a JSON string, e.g. \"What is the weather in Paris?\", not {type(message).__name__}",

@@ -17,7 +17,7 @@ from google.adk.apps import App
 from restate.ext.adk import RestatePlugin, RestateSessionService, restate_object_context
 
 from ..models import Call, Reply, Turn, default_model
-from ._common import LESSON_RETRY_POLICY, final_text, require_message, user_message
+from ._common import JSON_INPUT, LESSON_RETRY_POLICY, final_text, require_message, user_message
 
 __all__ = ["agent", "app", "get_weather", "runner", "weather_report", "weather_script", "weather_service"]
 
@@ -72,7 +72,7 @@ runner = Runner(app=app, session_service=RestateSessionService())
 weather_service = restate.VirtualObject("WeatherAgent")
 
 
-@weather_service.handler(invocation_retry_policy=LESSON_RETRY_POLICY)
+@weather_service.handler(input_serde=JSON_INPUT, invocation_retry_policy=LESSON_RETRY_POLICY)
 async def run(ctx: restate.ObjectContext, message: str) -> str | None:
     """Answer one message in the session named by this object's key."""
     text = require_message(message)

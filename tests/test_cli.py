@@ -1,0 +1,68 @@
+"""The CLI and the set-up script, as a newcomer meets them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from agent_lib.server import RestateServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent_lib", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
+
+
+def test_doctor_passes_here() -> None:
+    out = _cli("doctor")
+    assert out.returncode == 0, out.stdout
+    assert "restate-server 1.7.12" in out.stdout and "FIX" not in out.stdout
+
+
+def test_status_without_a_server_says_how_to_start_one() -> None:
+    port = free_port()
+    out = _cli("status", env={"RESTATE_ADMIN_URL": f"http://127.0.0.1:{port}"})
+    assert out.returncode == 1 and "make server" in out.stdout
+
+
+def test_up_registers_the_finished_agents_and_down_stops_them(restate_server: RestateServer, tmp_path: Path) -> None:
+    env = {
+        "RESTATE_INGRESS_URL": restate_server.ingress_url,
+        "RESTATE_ADMIN_URL": restate_server.admin_url,
+        "AGENTS_PORT": str(free_port()),
+        "RESTATE_KIT_DATA": str(tmp_path),
+    }
+    up = _cli("up", env=env)
+    assert up.returncode == 0, up.stderr
+    assert "Using the Restate server" in up.stdout and "WeatherAgent" in up.stdout
+    again = _cli("up", env=env)
+    assert again.returncode == 0 and "already run" in again.stdout
+    down = _cli("down", env=env)
+    assert "stopped agent-" in down.stdout
+    assert restate_server.healthy(), "down stops only what the kit started, not an external server"
+    assert not list((tmp_path / "pids").glob("*.pid"))
+
+
+def test_find_python_finds_3_12_or_newer() -> None:
+    out = subprocess.run([str(ROOT / "scripts" / "find-python")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    version = subprocess.run(
+        [out.stdout.strip(), "-c", "import sys; print(sys.version_info >= (3, 12))"], capture_output=True, text=True
+    )
+    assert version.stdout.strip() == "True"
+
+
+def test_find_python_says_what_to_install(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYENV_ROOT": str(tmp_path / "none"), "PYTHON": ""}
+    probe = subprocess.run(["/usr/bin/env", "python3", "-c", "import sys; print(sys.version_info >= (3, 12))"],
+                           capture_output=True, text=True, env=env)
+    if probe.stdout.strip() == "True":
+        return  # this machine's system python is new enough; nothing to refuse
+    out = subprocess.run([str(ROOT / "scripts" / "find-python")], capture_output=True, text=True, env=env)
+    assert out.returncode == 1
+    assert "No Python 3.12 or newer was found" in out.stderr and "pyenv install 3.12" in out.stderr

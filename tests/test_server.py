@@ -1,0 +1,122 @@
+"""The native server's lifecycle and its errors, each asserted by message."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+
+from agent_lib import server as srv_mod
+from agent_lib.server import (
+    ExternalServer,
+    RestateServer,
+    ServerError,
+    connect,
+    find_server_binary,
+    free_port,
+    pinned_version,
+    port_is_free,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _ports() -> dict[str, int]:
+    return {"ingress_port": free_port(), "admin_port": free_port(), "node_port": free_port()}
+
+
+def test_pinned_version_is_the_lockfile_version() -> None:
+    lock = json.loads((ROOT / "package-lock.json").read_text())
+    assert lock["packages"]["node_modules/@restatedev/restate-server"]["version"] == pinned_version() == "1.7.12"
+    assert lock["packages"]["node_modules/@restatedev/restate"]["version"] == "1.7.12"
+
+
+def test_binary_is_found_in_node_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RESTATE_SERVER_BIN", raising=False)
+    assert "node_modules" in str(find_server_binary())
+
+
+def test_missing_binary_says_make_setup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("RESTATE_SERVER_BIN", raising=False)
+    monkeypatch.setattr(srv_mod, "REPO_ROOT", tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ServerError, match=r"no restate-server binary found: run `make setup`"):
+        find_server_binary()
+    with pytest.raises(ServerError, match="make setup"):
+        RestateServer(tmp_path / "data", **_ports()).start()
+
+
+def test_bad_binary_env_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RESTATE_SERVER_BIN", str(tmp_path / "nope"))
+    with pytest.raises(ServerError, match="RESTATE_SERVER_BIN=.*nope is not an executable file"):
+        find_server_binary()
+
+
+def test_server_dying_at_start_shows_its_log(tmp_path: Path) -> None:
+    fake = tmp_path / "restate-server"
+    fake.write_text("#!/bin/sh\necho 'cannot open the data dir' >&2\nexit 3\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    with pytest.raises(ServerError, match=r"exited with code 3(.|\n)*cannot open the data dir"):
+        RestateServer(tmp_path / "data", binary=fake, **_ports()).start(timeout=10)
+
+
+def test_taken_port_is_refused_clearly(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        assert not port_is_free(taken)
+        ports = _ports() | {"ingress_port": taken}
+        with pytest.raises(ServerError, match=rf"port {taken} is already taken by another process"):
+            RestateServer(tmp_path / "data", **ports).start()
+
+
+def test_start_restart_and_stop_keep_the_data(tmp_path: Path) -> None:
+    server = RestateServer(tmp_path / "data", **_ports())
+    with server:
+        assert server.healthy() and server.running
+        pid = server.pid
+        assert (tmp_path / "data" / "node-1").is_dir()
+        server.restart(crash=True)
+        assert server.healthy() and server.pid != pid
+    assert not server.running and not server.healthy()
+    assert port_is_free(server.ingress_port) and port_is_free(server.admin_port)
+
+
+def test_binds_to_loopback_only(restate_server: RestateServer) -> None:
+    for port in (restate_server.ingress_port, restate_server.admin_port, restate_server.node_port):
+        addrs = {line.split()[3] for line in os.popen("ss -ltnH").read().splitlines() if line.split()}
+        assert f"127.0.0.1:{port}" in addrs
+        assert f"0.0.0.0:{port}" not in addrs and f"*:{port}" not in addrs
+
+
+def test_external_server_that_does_not_answer() -> None:
+    port = free_port()
+    dead = ExternalServer(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}")
+    assert not dead.healthy()
+    with pytest.raises(ServerError, match="no Restate server answers at .*start one with `make server`"):
+        dead.start(timeout=0.5)
+
+
+def test_external_server_wraps_a_running_one(restate_server: RestateServer) -> None:
+    with ExternalServer(restate_server.ingress_url, restate_server.admin_url) as ext:
+        assert ext.healthy()
+    assert restate_server.healthy(), "leaving the block does not stop a server we do not own"
+
+
+def test_connect_uses_the_environment(monkeypatch: pytest.MonkeyPatch, restate_server: RestateServer) -> None:
+    monkeypatch.setenv("RESTATE_INGRESS_URL", restate_server.ingress_url)
+    monkeypatch.setenv("RESTATE_ADMIN_URL", restate_server.admin_url)
+    found = connect()
+    assert isinstance(found, ExternalServer) and found.admin_url == restate_server.admin_url
+
+
+def test_connect_refuses_half_a_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESTATE_INGRESS_URL", "http://127.0.0.1:1")
+    monkeypatch.delenv("RESTATE_ADMIN_URL", raising=False)
+    with pytest.raises(ServerError, match="set both RESTATE_INGRESS_URL and RESTATE_ADMIN_URL"):
+        connect()

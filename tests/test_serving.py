@@ -1,0 +1,60 @@
+"""Both serving modes: in this event loop, and as a separate process that can be killed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from agent_lib.clients import Admin, Ingress
+from agent_lib.server import RestateServer
+from agent_lib.serving import AgentProcess, ServingError, load_services, serve_in_kernel
+
+
+def test_serve_in_kernel_registers_and_answers(restate_server: RestateServer) -> None:
+    admin, ingress = Admin(restate_server.admin_url), Ingress(restate_server.ingress_url)
+
+    async def main() -> tuple[str, bool]:
+        deployment = await serve_in_kernel(["tests.services:echo"], admin=admin)
+        assert "TestEcho" in admin.services() and deployment.deployment_id
+        answer = await ingress.acall("TestEcho", "say", "from the loop")
+        await deployment.stop()
+        return answer, deployment.running
+
+    answer, running = asyncio.run(main())
+    assert answer == "FROM THE LOOP" and not running
+
+
+def test_process_survives_kill_and_restart(restate_server: RestateServer, key: str) -> None:
+    admin, ingress = Admin(restate_server.admin_url), Ingress(restate_server.ingress_url)
+    with AgentProcess("tests.services:echo", admin=admin, name="echo-kill") as proc:
+        first_pid, deployment = proc.pid, proc.deployment_id
+        assert ingress.call("TestEcho", "say", "before") == "BEFORE"
+        proc.kill()
+        assert not proc.running
+        with pytest.raises(ProcessLookupError):
+            os.kill(first_pid, 0)  # type: ignore[arg-type]
+        sent = ingress.send("TestEcho", "say", "while down", idempotency_key=key)
+        proc.start()
+        assert proc.pid != first_pid and proc.deployment_id == deployment, "a restart is the same deployment"
+        assert ingress.attach(sent.invocation_id) == "WHILE DOWN"
+
+
+def test_process_that_crashes_at_start_shows_its_log(restate_server: RestateServer) -> None:
+    proc = AgentProcess("no_such_module:service", admin=Admin(restate_server.admin_url))
+    with pytest.raises(ServingError, match=r"exited with code \d+(.|\n)*cannot import 'no_such_module'"):
+        proc.start(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("agent_lib.agents.weather", "is not 'module:attribute'"),
+        ("agent_lib.agents.weather:nope", "has no attribute 'nope'"),
+        ("agent_lib.nowhere:svc", "cannot import 'agent_lib.nowhere'"),
+    ],
+)
+def test_bad_targets(target: str, message: str) -> None:
+    with pytest.raises(ServingError, match=message):
+        load_services(target)

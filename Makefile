@@ -9,7 +9,7 @@ NPM_STAMP := node_modules/.installed
 LAB_PORT ?= 8888
 NB_TIMEOUT ?= 900
 
-.PHONY: help setup server up lab test test-fast notebooks doctor stop down clean reset strip check-notebooks lint
+.PHONY: help setup server up lab test test-fast notebooks doctor stop down clean reset strip check-notebooks lint bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ down: stop
 
 clean: stop ## stop everything and delete the server's data (.restate/)
 	rm -rf .restate
+
+reset: clean ## between workshop sessions: stop every process the kit started (by recorded pid) and wipe .restate/
+	@echo "Reset: no kit process runs and .restate/ is gone. 'make lab' starts afresh."
 
 strip: setup ## strip outputs from every notebook
 	$(PY) scripts/strip_notebooks.py notebooks

@@ -14,7 +14,7 @@ from ._paths import data_dir
 from .agents import FINISHED
 from .clients import Admin, admin_url
 from .doctor import run_checks
-from .serving import AgentProcess, ServingError
+from .serving import AgentProcess, ServingError, serve_forever
 
 AGENTS_PORT = int(os.environ.get("AGENTS_PORT", "9080"))
 SEED_CALL = """curl localhost:8080/WeatherAgent/session-1/run --json '"What is the weather in New York?"'"""
@@ -105,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("server", help="start the server (or use a running one), without agents")
     sub.add_parser("down", help="stop the server and agent processes the kit started")
     sub.add_parser("status", help="is the server up, and what is registered")
+    serve = sub.add_parser("serve", help="serve services (module:attribute) on a port until stopped")
+    serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("targets", nargs="+", help="module:attribute of each service")
     args = parser.parse_args(argv)
     try:
         if args.command == "doctor":
@@ -117,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "down":
             return down()
+        if args.command == "serve":
+            serve_forever(args.targets, args.port)
+            return 0
         return status()
     except (_server.ServerError, ServingError, ConnectionError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -13,7 +13,6 @@ all interfaces and register under that name.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import importlib
 import os
@@ -26,11 +25,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ._paths import REPO_ROOT, data_dir
 from .clients import Admin
 from .server import free_port
-from ._paths import REPO_ROOT, data_dir
 
-__all__ = ["AgentProcess", "KernelDeployment", "ServingError", "load_services", "serve_in_kernel"]
+__all__ = ["AgentProcess", "KernelDeployment", "ServingError", "load_services", "serve_forever", "serve_in_kernel"]
 
 Targets = str | Sequence[str]
 
@@ -200,7 +199,7 @@ class AgentProcess:
         if self.running:
             return self
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "agent_lib.serving", "--port", str(self.port), *self.targets]
+        cmd = [sys.executable, "-m", "agent_lib", "serve", "--port", str(self.port), *self.targets]
         env = {**os.environ, **self.env}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         with self.log_path.open("ab") as log:
@@ -268,25 +267,18 @@ class AgentProcess:
         return f"AgentProcess({self.targets} at {self.url}, {state})"
 
 
-def _main(argv: Sequence[str] | None = None) -> None:
+def serve_forever(targets: Sequence[str], port: int) -> None:
+    """Serve services in this process until SIGTERM or SIGINT (what an AgentProcess runs)."""
     import restate
     from hypercorn.asyncio import serve
 
-    parser = argparse.ArgumentParser(prog="python -m agent_lib.serving", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("targets", nargs="+", help="module:attribute of each service")
-    args = parser.parse_args(argv)
-    app = restate.app(load_services(args.targets))
+    app = restate.app(load_services(targets))
     stop = asyncio.Event()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
-        await serve(app, _hypercorn_config(args.port), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        await serve(app, _hypercorn_config(port), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
     asyncio.run(main())
-
-
-if __name__ == "__main__":
-    _main()

@@ -9,6 +9,4 @@ __all__ = ["FINISHED"]
 
 FINISHED = [
     "agent_lib.agents.weather:weather_service",
-    "agent_lib.agents.claims:claims_service",
-    "agent_lib.agents.claims:approvals_service",
 ]

@@ -9,11 +9,12 @@ Used by the browser tests and by ``scripts/screenshot_notebook.py``. Typical use
         nb.wait_for_text("done")
         assert not nb.errors()
 
-The lab gets a throw-away settings and workspace directory, so the news prompt,
-autosave (which would write outputs into the notebook) and virtual scrolling are
-off, and no state leaks between runs. ``window.jupyterapp`` is exposed, so cells
-are run through JupyterLab's own commands and read from its models, not via
-keyboard shortcuts.
+The lab gets throw-away settings, workspace, checkpoint and runtime directories,
+so the news prompt, autosave (which would write outputs into the notebook) and
+virtual scrolling are off, nothing is written next to the notebooks, and no state
+leaks between runs; each page gets its own workspace, showing only its notebook.
+``window.jupyterapp`` is exposed, so cells are run through JupyterLab's own
+commands and read from its models, not via keyboard shortcuts.
 """
 
 from __future__ import annotations
@@ -97,9 +98,7 @@ def chromium(headless: bool = True, executable: str | None = None) -> Iterator[B
     if path is None:
         raise LabError(SKIP_REASON)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=path, headless=headless, args=list(CHROMIUM_ARGS)
-        )
+        browser = pw.chromium.launch(executable_path=path, headless=headless, args=list(CHROMIUM_ARGS))
         try:
             yield browser
         finally:
@@ -118,10 +117,12 @@ class LabServer:
     root_dir: Path
     process: subprocess.Popen[bytes]
     log_path: Path
+    checkpoint_root: Path
 
-    def notebook_url(self, path: str) -> str:
-        """URL that opens ``path`` (relative to root_dir) in the lab."""
-        return f"{self.url}/lab/tree/{quote(path)}?token={self.token}"
+    def notebook_url(self, path: str, workspace: str | None = None) -> str:
+        """URL opening ``path`` (relative to root_dir); a new ``workspace`` shows only it."""
+        ws = f"/workspaces/{quote(workspace)}" if workspace else ""
+        return f"{self.url}/lab{ws}/tree/{quote(path)}?token={self.token}"
 
     def log_tail(self, lines: int = 40) -> str:
         """Last lines of the server's combined stdout/stderr."""
@@ -192,10 +193,8 @@ def _write_settings(settings_dir: Path) -> None:
         target.write_text(json.dumps(values))
 
 
-def _start(
-    cmd: list[str], env: dict[str, str], log_path: Path, cwd: Path
-) -> subprocess.Popen[bytes]:
-    with log_path.open("ab") as log:
+def _start(cmd: list[str], env: dict[str, str], log_path: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:  # fresh log per attempt
         return subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
@@ -211,10 +210,7 @@ def _wait_up(lab: LabServer, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if lab.process.poll() is not None:
-            raise LabError(
-                f"jupyter lab exited with {lab.process.returncode} before answering:\n"
-                f"{lab.log_tail()}"
-            )
+            raise LabError(f"jupyter lab exited with {lab.process.returncode} before answering:\n{lab.log_tail()}")
         try:
             lab.api("GET", "/api/status", timeout=2.0)
             lab.api("GET", "/lab/api/settings", timeout=5.0)
@@ -256,7 +252,7 @@ def jupyter_lab(
     env: Mapping[str, str] | None = None,
     *,
     python: str = sys.executable,
-    startup_timeout: float = 90.0,
+    startup_timeout: float = 120.0,
     extra_args: Sequence[str] = (),
 ) -> Iterator[LabServer]:
     """Run ``python -m jupyter lab`` on 127.0.0.1 for the duration of the block.
@@ -265,6 +261,8 @@ def jupyter_lab(
     ``port=None`` a free port is picked (and re-picked if it got taken meanwhile).
     """
     root = Path(root_dir).resolve()
+    if not root.is_dir():
+        raise LabError(f"lab root {root} is not a directory")
     full_env = {**os.environ, **(env or {})}
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     with tempfile.TemporaryDirectory(prefix="jlab-harness-") as tmp_name:
@@ -278,7 +276,10 @@ def jupyter_lab(
         for attempt in range(attempts):
             chosen = port if port is not None else _free_port()
             cmd = [
-                python, "-m", "jupyter", "lab",
+                python,
+                "-m",
+                "jupyter",
+                "lab",
                 "--no-browser",
                 f"--IdentityProvider.token={token}",  # ServerApp.token is deprecated
                 "--ServerApp.ip=127.0.0.1",
@@ -292,21 +293,24 @@ def jupyter_lab(
                 "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
                 f"--LabApp.user_settings_dir={tmp / 'settings'}",
                 f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
+                f"--FileCheckpoints.root_dir={tmp / 'checkpoints'}",  # no .ipynb_checkpoints/ in root
                 *extra_args,
-            ]  # fmt: skip
+            ]
             lab = LabServer(
                 url=f"http://127.0.0.1:{chosen}",
                 token=token,
                 root_dir=root,
                 process=_start(cmd, full_env, log_path, root),
                 log_path=log_path,
+                checkpoint_root=tmp / "checkpoints",
             )
             try:
                 _wait_up(lab, startup_timeout)
                 break
             except LabError:
                 _stop(lab)
-                in_use = "already in use" in lab.log_tail()
+                tail = lab.log_tail()
+                in_use = "is not available" in tail or "already in use" in tail
                 if not (in_use and attempt + 1 < attempts):
                     raise
         try:
@@ -361,14 +365,15 @@ _STATE_JS = (
 }"""
 )
 
-_RUN_ALL_JS = (
-    "(path) => {"
+_RUN_JS = (
+    "([path, command, cell]) => {"
     + _PANEL
     + """
   const p = panelFor(path);
   window.__harnessRun = {done: false, ok: null, error: null};
   window.jupyterapp.shell.activateById(p.id);
-  window.jupyterapp.commands.execute('notebook:run-all-cells', {widgetId: p.id})
+  if (cell !== null) p.content.activeCellIndex = cell;
+  window.jupyterapp.commands.execute(command, {widgetId: p.id})
     .then(ok => { window.__harnessRun = {done: true, ok: ok !== false, error: null}; },
           err => { window.__harnessRun = {done: true, ok: false, error: String(err)}; });
 }"""
@@ -381,7 +386,7 @@ _OUTPUTS_JS = (
   return panelFor(path).content.widgets.map(c => ({
     type: c.model.type,
     text: c.outputArea ? Array.from(c.outputArea.node.querySelectorAll(
-      '.jp-OutputArea-output'), e => e.innerText).join('\n') : '',
+      '.jp-OutputArea-output'), e => e.innerText).join('\\n') : '',
     outputs: c.model.type === 'code' ? Array.from(
       {length: c.model.outputs.length}, (_, i) => c.model.outputs.get(i).toJSON()) : [],
   }));
@@ -406,6 +411,8 @@ class LabPage:
         self.page = page
         self.lab = lab
         self.path = path
+        self.page_errors: list[str] = []  # uncaught JS exceptions, for diagnostics
+        page.on("pageerror", lambda exc: self.page_errors.append(str(exc)))
 
     @classmethod
     def open(
@@ -415,16 +422,20 @@ class LabPage:
         path: str | os.PathLike[str],
         *,
         viewport: tuple[int, int] = (1400, 900),
-        ready_timeout: float = 90.0,
+        ready_timeout: float = 120.0,
     ) -> LabPage:
         """Open ``path`` (absolute, or relative to the lab root) and wait for its kernel."""
         rel = Path(path)
         if rel.is_absolute():
             rel = rel.resolve().relative_to(lab.root_dir)
+        # Lab makes a checkpoint on open; its dir must exist, else it goes to /tmp.
+        (lab.checkpoint_root / rel.parent).mkdir(parents=True, exist_ok=True)
         page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
         page.set_default_timeout(30_000)
         nb = cls(page, lab, rel.as_posix())
-        page.goto(lab.notebook_url(nb.path), wait_until="domcontentloaded")
+        # A fresh workspace per page: the default one would reopen earlier pages' tabs.
+        workspace = f"harness-{secrets.token_hex(6)}"
+        page.goto(lab.notebook_url(nb.path, workspace), wait_until="domcontentloaded")
         nb.wait_ready(ready_timeout)
         return nb
 
@@ -437,12 +448,13 @@ class LabPage:
         return state
 
     def _fail(self, what: str, state: dict[str, Any]) -> LabError:
+        js = "\n".join(self.page_errors[-5:]) or "none"
         return LabError(
-            f"{what} ({self.path}); page state {state}\n--- server log ---\n"
-            f"{self.lab.log_tail(20)}"
+            f"{what} ({self.path}); page state {state}\n--- page errors ---\n{js}\n"
+            f"--- server log ---\n{self.lab.log_tail(20)}"
         )
 
-    def wait_ready(self, timeout: float = 90.0) -> None:
+    def wait_ready(self, timeout: float = 120.0) -> None:
         """Wait until the notebook is loaded and its kernel is idle."""
         deadline = time.monotonic() + timeout
         state: dict[str, Any] = {}
@@ -476,27 +488,33 @@ class LabPage:
 
     def run_all(self, timeout: float = 300.0) -> bool:
         """Run > Run All Cells and wait; False if a cell raised (later cells are skipped)."""
+        return self.run("notebook:run-all-cells", timeout=timeout)
+
+    def run(self, command: str, cell: int | None = None, timeout: float = 300.0) -> bool:
+        """Execute a notebook command (e.g. ``notebook:run-all-below``), with ``cell``
+        made the active cell first, and wait for it and the kernel; False if a cell raised."""
         self.wait_ready()
-        self.page.evaluate(_RUN_ALL_JS, self.path)
+        self.page.evaluate(_RUN_JS, [self.path, command, cell])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             run: dict[str, Any] = self.page.evaluate("() => window.__harnessRun")
+            state = self._state()
+            if state["dialog"]:  # e.g. "Kernel Restarting" after the kernel died
+                raise self._fail(f"a dialog interrupted {command}", state)
             if run["done"]:
                 if run["error"]:
-                    raise self._fail(f"run-all failed: {run['error']}", self._state())
+                    raise self._fail(f"{command} failed: {run['error']}", state)
                 self.wait_idle(max(1.0, deadline - time.monotonic()))
                 return bool(run["ok"])
             time.sleep(0.2)
-        raise self._fail(f"run-all not finished after {timeout:.0f}s", self._state())
+        raise self._fail(f"{command} not finished after {timeout:.0f}s", self._state())
 
     def click_button(self, text: str, nth: int = 0, timeout: float = 30.0) -> None:
         """Click the ``nth`` ipywidgets button whose label is exactly ``text``."""
         label = re.compile(rf"^\s*{re.escape(text)}\s*$")
-        button = (
-            self.page.locator("button.widget-button, .jupyter-widgets button")
-            .filter(has_text=label)
-            .nth(nth)
-        )
+        panel_id = self.page.evaluate("(path) => {" + _PANEL + "return panelFor(path).id; }", self.path)
+        buttons = self.page.locator(f'[id="{panel_id}"]').locator("button.widget-button, .jupyter-widgets button")
+        button = buttons.filter(has_text=label).nth(nth)
         button.scroll_into_view_if_needed(timeout=timeout * 1000)
         button.click(timeout=timeout * 1000)
 
@@ -515,10 +533,7 @@ class LabPage:
             for out in outputs:
                 if out.get("output_type") == "error":
                     tb = "\n".join(out.get("traceback", []))
-                    found.append(
-                        CellError(index, out.get("ename", ""), out.get("evalue", ""),
-                                  _ANSI.sub("", tb))
-                    )  # fmt: skip
+                    found.append(CellError(index, out.get("ename", ""), out.get("evalue", ""), _ANSI.sub("", tb)))
         return found
 
     def wait_for_text(self, text: str, timeout: float = 30.0) -> int:
@@ -529,16 +544,12 @@ class LabPage:
                 if text in out:
                     return index
             if time.monotonic() > deadline:
-                raise self._fail(f"no output contains {text!r} after {timeout:.0f}s",
-                                 self._state())  # fmt: skip
+                raise self._fail(f"no output contains {text!r} after {timeout:.0f}s", self._state())
             time.sleep(0.2)
 
     def collapse_sidebars(self) -> None:
         """Close the left and right side panels (file browser etc.)."""
-        self.page.evaluate(
-            "() => { window.jupyterapp.shell.collapseLeft();"
-            " window.jupyterapp.shell.collapseRight(); }"
-        )
+        self.page.evaluate("() => { window.jupyterapp.shell.collapseLeft(); window.jupyterapp.shell.collapseRight(); }")
 
     def screenshot(self, path: str | os.PathLike[str], full_page: bool = True) -> Path:
         """Write a PNG; ``full_page`` grows the viewport to fit the whole notebook."""

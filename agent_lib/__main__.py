@@ -73,7 +73,7 @@ def down() -> int:
         pid = int(pid_file.read_text() or 0)
         if pid and _alive(pid):
             os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 15
+            deadline = time.monotonic() + (3 if pid_file.name.startswith("agent") else 15)
             while _alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
             if _alive(pid):

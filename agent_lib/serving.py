@@ -239,8 +239,8 @@ class AgentProcess:
             proc.wait()
         self._pid_file().unlink(missing_ok=True)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the process gracefully (SIGTERM), killing it if it lingers."""
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the process (SIGTERM), killing it if it lingers: Restate needs no goodbye from it."""
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.terminate()

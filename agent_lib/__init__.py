@@ -6,6 +6,7 @@ agents, serving, widgets. On top: the notebooks, the bench and the CLI
 """
 
 from .clients import Admin, Ingress, RestateError
+from .cluster import RestateCluster
 from .ledger import Ledger, default_ledger
 from .models import OfflineModel, default_model, model_description
 from .server import ExternalServer, RestateServer, ServerError, connect
@@ -18,6 +19,7 @@ __all__ = [
     "Ingress",
     "Ledger",
     "OfflineModel",
+    "RestateCluster",
     "RestateError",
     "RestateServer",
     "ServerError",

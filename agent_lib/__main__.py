@@ -50,7 +50,8 @@ def up(wait: float = 60.0) -> int:
         if not _server.port_is_free(AGENTS_PORT):
             print(f"port {AGENTS_PORT} is taken by another program: set AGENTS_PORT to a free port", file=sys.stderr)
             return 1
-        proc = AgentProcess(FINISHED, port=AGENTS_PORT, admin=admin, name="finished-agents").start(wait)
+        proc = AgentProcess(FINISHED, port=AGENTS_PORT, admin=admin, name="finished-agents", die_with_parent=False)
+        proc.start(wait)
         print(f"Serving the finished agents at {proc.url} (pid {proc.pid}); log: {proc.log_path}")
     print(f"Registered: {', '.join(sorted(admin.services()))}")
     print(f"Restate UI: {srv.admin_url}")
@@ -107,6 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("status", help="is the server up, and what is registered")
     serve = sub.add_parser("serve", help="serve services (module:attribute) on a port until stopped")
     serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--parent-pid", type=int, help="stop serving when this process is gone")
     serve.add_argument("targets", nargs="+", help="module:attribute of each service")
     args = parser.parse_args(argv)
     try:
@@ -121,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "down":
             return down()
         if args.command == "serve":
-            serve_forever(args.targets, args.port)
+            serve_forever(args.targets, args.port, args.parent_pid)
             return 0
         return status()
     except (_server.ServerError, ServingError, ConnectionError) as err:

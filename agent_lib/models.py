@@ -186,10 +186,7 @@ class OfflineModel(BaseLlm):
             if unknown:
                 raise ValueError(f"the script asked for tools the agent does not have: {unknown}")
             parts = [types.Part.from_function_call(name=c.name, args=c.args) for c in reply]
-        usage = types.GenerateContentResponseUsageMetadata(
-            prompt_token_count=0, candidates_token_count=0, total_token_count=0
-        )
-        yield LlmResponse(content=types.Content(role="model", parts=parts), turn_complete=True, usage_metadata=usage)
+        yield LlmResponse(content=types.Content(role="model", parts=parts), turn_complete=True)
 
 
 class CountingGemini(Gemini):

@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_INGRESS_PORT",
     "DEFAULT_NODE_PORT",
     "ExternalServer",
+    "RestateCluster",  # noqa: F822 - lent lazily by __getattr__ below
     "RestateServer",
     "ServerError",
     "connect",
@@ -103,6 +104,16 @@ def _healthy(admin_url: str, ingress_url: str) -> bool:
                 http.get(f"{admin_url}/health").status_code == 200
                 and http.get(f"{ingress_url}/restate/health").status_code == 200
             )
+    except httpx.HTTPError:
+        return False
+
+
+def _partitions_ready(admin_url: str) -> bool:
+    """Return True once the server's tables answer SQL (health passes a moment before its partitions do)."""
+    try:
+        with httpx.Client(timeout=5.0) as http:
+            answer = http.post(f"{admin_url}/query", json={"query": "SELECT count(*) AS n FROM sys_invocation"})
+            return answer.status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -189,6 +200,10 @@ class RestateServer:
         if self.running:
             return self
         binary = self._binary or find_server_binary()
+        if not (binary.is_file() and os.access(binary, os.X_OK)):
+            raise ServerError(
+                f"{binary} is not an executable restate-server: run `make setup`, or pass the binary's real path"
+            )
         taken = [p for p in (self.ingress_port, self.admin_port, self.node_port) if not port_is_free(p)]
         if taken:
             raise ServerError(
@@ -229,7 +244,7 @@ class RestateServer:
                     f"restate-server exited with code {self._proc.returncode} while starting; "
                     f"the end of its log ({self.log_path}):\n{self.log_tail()}"
                 )
-            if self.healthy():
+            if self.healthy() and _partitions_ready(self.admin_url):
                 return
             time.sleep(0.1)
         self.kill()
@@ -349,3 +364,12 @@ def connect(timeout: float = 60.0) -> RestateServer | ExternalServer:
     if default.healthy():
         return default
     return RestateServer().start(timeout)
+
+
+def __getattr__(name: str) -> object:
+    """Lend `RestateCluster` (lesson 08) from agent_lib.cluster, which builds on this module."""
+    if name == "RestateCluster":
+        from .cluster import RestateCluster
+
+        return RestateCluster
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,7 +27,7 @@ from typing import Any
 
 from ._paths import REPO_ROOT, data_dir
 from .clients import Admin
-from .server import free_port
+from .server import free_port, port_is_free
 
 __all__ = ["AgentProcess", "KernelDeployment", "ServingError", "load_services", "serve_forever", "serve_in_kernel"]
 
@@ -63,15 +63,15 @@ def _public_host() -> str:
     return os.environ.get("RESTATE_SERVICE_HOST", "127.0.0.1")
 
 
-def _bind_host() -> str:
-    return "127.0.0.1" if _public_host() in ("127.0.0.1", "localhost") else "0.0.0.0"
+def _bind_host(public_host: str) -> str:
+    return "127.0.0.1" if public_host in ("127.0.0.1", "localhost") else "0.0.0.0"
 
 
-def _hypercorn_config(port: int) -> Any:
+def _hypercorn_config(port: int, public_host: str | None = None) -> Any:
     from hypercorn.config import Config
 
     config = Config()
-    config.bind = [f"{_bind_host()}:{port}"]
+    config.bind = [f"{_bind_host(public_host or _public_host())}:{port}"]
     config.accesslog = None
     config.errorlog = "-"
     config.loglevel = "WARNING"
@@ -97,10 +97,12 @@ def _service_names(services: Sequence[Any]) -> list[str]:
 class KernelDeployment:
     """A Restate app served by a hypercorn task in this kernel's event loop."""
 
-    def __init__(self, services: Sequence[Any], port: int, task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    def __init__(
+        self, services: Sequence[Any], port: int, task: asyncio.Task[None], stop: asyncio.Event, host: str
+    ) -> None:
         self.services = _service_names(services)
         self.port = port
-        self.url = f"http://{_public_host()}:{port}"
+        self.url = f"http://{host}:{port}"
         self.deployment_id: str | None = None
         self._task = task
         self._stop = stop
@@ -120,21 +122,25 @@ class KernelDeployment:
 
 
 async def serve_in_kernel(
-    targets: Targets | Sequence[Any], *, port: int | None = None, admin: Admin | None = None
+    targets: Targets | Sequence[Any], *, port: int | None = None, admin: Admin | None = None, host: str | None = None
 ) -> KernelDeployment:
-    """Serve services (objects, or "module:attribute" names) in this event loop, and register them."""
+    """Serve services (objects, or "module:attribute" names) in this event loop, and register them.
+
+    `host` is the name the Restate server uses to reach this machine (default RESTATE_SERVICE_HOST, else 127.0.0.1).
+    """
     import restate
     from hypercorn.asyncio import serve
 
     items = _as_list(targets) if isinstance(targets, str) else list(targets)
     services = [load_services(t)[0] if isinstance(t, str) else t for t in items]
     port = port or free_port()
+    host = host or _public_host()
     stop = asyncio.Event()
     app = restate.app(services)
     task = asyncio.get_running_loop().create_task(
-        serve(app, _hypercorn_config(port), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        serve(app, _hypercorn_config(port, host), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
     )
-    deployment = KernelDeployment(services, port, task, stop)
+    deployment = KernelDeployment(services, port, task, stop, host)
     for _ in range(200):
         if task.done():
             task.result()
@@ -143,7 +149,7 @@ async def serve_in_kernel(
             break
         await asyncio.sleep(0.025)
     admin = admin or Admin()
-    answer = await admin.aregister(f"http://{_public_host()}:{port}")
+    answer = await admin.aregister(deployment.url)
     deployment.deployment_id = answer.get("id")
     await asyncio.to_thread(_wait_listed, admin, deployment.services)
     return deployment
@@ -166,13 +172,17 @@ class AgentProcess:
         env: dict[str, str] | None = None,
         admin: Admin | None = None,
         name: str | None = None,
+        die_with_parent: bool = True,
+        host: str | None = None,
     ) -> None:
         self.targets = _as_list(targets)
+        self.die_with_parent = die_with_parent
         self.port = port or free_port()
         self.env = dict(env or {})
         self.admin = admin or Admin()
         self.name = name or self.targets[0].rpartition(":")[2]
-        self.url = f"http://{_public_host()}:{self.port}"
+        self.host = host or _public_host()
+        self.url = f"http://{self.host}:{self.port}"
         self.deployment_id: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -198,9 +208,15 @@ class AgentProcess:
         """Start the process, wait until it listens, and register it (first start only, by default)."""
         if self.running:
             return self
+        if not port_is_free(self.port):
+            raise ServingError(
+                f"port {self.port} is already taken by another program: stop it, or let AgentProcess pick a free port"
+            )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "agent_lib", "serve", "--port", str(self.port), *self.targets]
-        env = {**os.environ, **self.env}
+        if self.die_with_parent:
+            cmd[4:4] = ["--parent-pid", str(os.getpid())]
+        env = {**os.environ, **self.env, "RESTATE_SERVICE_HOST": self.host}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
@@ -267,18 +283,43 @@ class AgentProcess:
         return f"AgentProcess({self.targets} at {self.url}, {state})"
 
 
-def serve_forever(targets: Sequence[str], port: int) -> None:
-    """Serve services in this process until SIGTERM or SIGINT (what an AgentProcess runs)."""
+async def _watch_parent(pid: int, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            stop.set()
+            asyncio.get_running_loop().call_later(0.5, os._exit, 0)
+            return
+        await asyncio.sleep(1.0)
+
+
+def serve_forever(targets: Sequence[str], port: int, parent_pid: int | None = None) -> None:
+    """Serve services until SIGTERM or SIGINT, or until `parent_pid` is gone (what an AgentProcess runs).
+
+    Watching the parent means an agent started by a notebook's kernel stops when that kernel dies,
+    instead of living on as an orphan.
+    """
     import restate
     from hypercorn.asyncio import serve
+    from restate.server import install_shutdown_hook
 
     app = restate.app(load_services(targets))
     stop = asyncio.Event()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGINT, stop.set)
+
+        def shutdown() -> None:
+            stop.set()
+            # Restate holds HTTP/2 streams open; nothing here needs a graceful goodbye, so do not wait for them.
+            loop.call_later(0.5, os._exit, 0)
+
+        # The Restate SDK keeps one SIGTERM dispatcher per loop; a plain add_signal_handler would be replaced by it.
+        install_shutdown_hook(loop, shutdown, signal.SIGTERM)
+        install_shutdown_hook(loop, shutdown, signal.SIGINT)
+        if parent_pid is not None:
+            loop.create_task(_watch_parent(parent_pid, stop))
         await serve(app, _hypercorn_config(port), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
     asyncio.run(main())

@@ -16,6 +16,7 @@ PUBLIC = {
     "Ingress",
     "Ledger",
     "OfflineModel",
+    "RestateCluster",
     "RestateError",
     "RestateServer",
     "ServerError",
@@ -71,7 +72,7 @@ def test_agents_never_import_hosting_code() -> None:
 
 def test_bottom_floor_does_not_import_upper_floors() -> None:
     root = Path(agent_lib.__file__).parent
-    for module in ("models", "ledger", "server", "clients"):
+    for module in ("models", "ledger", "server", "clients", "cluster", "gates"):
         source = (root / f"{module}.py").read_text()
         for upper in ("serving", "widgets", "agents", "__main__"):
             assert f"from .{upper}" not in source and f"agent_lib.{upper}" not in source, (

@@ -58,3 +58,34 @@ def test_process_that_crashes_at_start_shows_its_log(restate_server: RestateServ
 def test_bad_targets(target: str, message: str) -> None:
     with pytest.raises(ServingError, match=message):
         load_services(target)
+
+
+def test_an_agent_process_stops_when_its_parent_dies(restate_server: RestateServer, tmp_path: object) -> None:
+    """A notebook kernel that dies takes its agent processes with it: no orphans."""
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import os, sys, time\n"
+        "from agent_lib.serving import AgentProcess\n"
+        "from agent_lib.clients import Admin\n"
+        f"p = AgentProcess('tests.services:echo', admin=Admin({restate_server.admin_url!r}), name='orphan').start()\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    os.kill(child, 0)
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(child, 9)
+    raise AssertionError("the agent process outlived its parent")

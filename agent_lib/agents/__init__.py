@@ -9,6 +9,8 @@ __all__ = ["FINISHED"]
 
 FINISHED = [
     "agent_lib.agents.weather:weather_service",
+    "agent_lib.agents.claims:claims_service",
+    "agent_lib.agents.claims:approvals_service",
     "agent_lib.agents.specialists:eligibility_service",
     "agent_lib.agents.specialists:fraud_service",
     "agent_lib.agents.specialists:policy_service",

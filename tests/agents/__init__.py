@@ -1,0 +1,1 @@
+"""Test-only hosting of the real agents, for the proof suite (tests/proof)."""

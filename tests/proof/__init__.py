@@ -1,0 +1,1 @@
+"""The proof suite: crash matrix, server and node loss, bad input, security, and the reliability report."""

@@ -9,7 +9,7 @@ NPM_STAMP := node_modules/.installed
 LAB_PORT ?= 8888
 NB_TIMEOUT ?= 900
 
-.PHONY: help setup server up lab test test-fast notebooks doctor stop down clean reset strip check-notebooks lint bench
+.PHONY: help setup server up lab test test-fast notebooks doctor stop down clean reset strip check-notebooks lint bench reliability
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ clean: stop ## stop everything and delete the server's data (.restate/)
 
 reset: clean ## between workshop sessions: stop every process the kit started (by recorded pid) and wipe .restate/
 	@echo "Reset: no kit process runs and .restate/ is gone. 'make lab' starts afresh."
+
+reliability: setup ## the proof suite (crash matrix, restarts, node loss, bad input, security) -> docs/RELIABILITY.md
+	$(PY) -m pytest tests/proof tests/test_cluster.py::test_killing_a_node_loses_no_invocation_and_it_rejoins --reliability-report docs/RELIABILITY.md
 
 strip: setup ## strip outputs from every notebook
 	$(PY) scripts/strip_notebooks.py notebooks

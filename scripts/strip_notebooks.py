@@ -15,7 +15,9 @@ KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3
 
 def clean(nb: dict) -> dict:
     """Return the notebook without outputs, execution counts or volatile metadata."""
-    for cell in nb.get("cells", []):
+    for index, cell in enumerate(nb.get("cells", [])):
+        if (nb.get("nbformat"), nb.get("nbformat_minor", 0)) >= (4, 5) and "id" not in cell:
+            cell["id"] = f"cell-{index}"
         if cell.get("cell_type") == "code":
             cell["outputs"] = []
             cell["execution_count"] = None

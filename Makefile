@@ -48,7 +48,7 @@ lab: up ## set up, start everything and open JupyterLab on notebooks/
 	  --IdentityProvider.token=$$token --ServerApp.root_dir=notebooks --LabApp.news_url=None
 
 test: setup up ## set up, start everything, run the unit tests and execute every notebook
-	$(PY) -m pytest --nbmake --nbmake-timeout=$(NB_TIMEOUT) tests notebooks
+	$(PY) -m pytest --nbmake --nbmake-timeout=$(NB_TIMEOUT) --durations=30 tests notebooks
 
 test-fast: setup ## the unit tests only (they start private servers of their own)
 	$(PY) -m pytest tests -m "not browser"

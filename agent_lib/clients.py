@@ -292,7 +292,7 @@ class Admin(_Http):
         """Return an invocation's journal as a pandas DataFrame."""
         import pandas as pd
 
-        return pd.DataFrame(self.journal(invocation_id))
+        return pd.DataFrame(self.journal(invocation_id)).fillna({"name": ""})
 
     def state(self, service: str, key: str) -> dict[str, str]:
         """Return a virtual object's state as {key: value as UTF-8 text}."""

@@ -79,6 +79,27 @@ def _hypercorn_config(port: int, public_host: str | None = None) -> Any:
     return config
 
 
+def _asgi_app(services: Sequence[Any]) -> Any:
+    """Return the Restate ASGI app, answering ASGI lifespan events (hypercorn warns when nobody does)."""
+    import restate
+
+    app = restate.app(list(services))
+
+    async def with_lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    return with_lifespan
+
+
 def _wait_listed(admin: Admin, services: Sequence[str], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -128,7 +149,6 @@ async def serve_in_kernel(
 
     `host` is the name the Restate server uses to reach this machine (default RESTATE_SERVICE_HOST, else 127.0.0.1).
     """
-    import restate
     from hypercorn.asyncio import serve
 
     items = _as_list(targets) if isinstance(targets, str) else list(targets)
@@ -136,7 +156,7 @@ async def serve_in_kernel(
     port = port or free_port()
     host = host or _public_host()
     stop = asyncio.Event()
-    app = restate.app(services)
+    app = _asgi_app(services)
     task = asyncio.get_running_loop().create_task(
         serve(app, _hypercorn_config(port, host), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
     )
@@ -300,11 +320,10 @@ def serve_forever(targets: Sequence[str], port: int, parent_pid: int | None = No
     Watching the parent means an agent started by a notebook's kernel stops when that kernel dies,
     instead of living on as an orphan.
     """
-    import restate
     from hypercorn.asyncio import serve
     from restate.server import install_shutdown_hook
 
-    app = restate.app(load_services(targets))
+    app = _asgi_app(load_services(targets))
     stop = asyncio.Event()
 
     async def main() -> None:

@@ -22,7 +22,8 @@ def test_there_are_notebooks_in_reading_order() -> None:
 
 def test_the_strip_check_passes_and_can_fail(tmp_path: Path) -> None:
     script = ROOT / "scripts" / "strip_notebooks.py"
-    ok = subprocess.run([sys.executable, str(script), "--check", str(ROOT / "notebooks")], capture_output=True, text=True)
+    check = [sys.executable, str(script), "--check", str(ROOT / "notebooks")]
+    ok = subprocess.run(check, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout
     dirty = json.loads(NOTEBOOKS[0].read_text())
     dirty["cells"][1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["leftover\n"]}]

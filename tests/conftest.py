@@ -69,11 +69,20 @@ def ledger() -> Ledger:
 
 
 @pytest.fixture(scope="session")
-def weather(restate_server: RestateServer, _kit_data: Path) -> Iterator[AgentProcess]:
-    """The finished weather agent, served by its own process on the session server."""
+def _weather_process(restate_server: RestateServer, _kit_data: Path) -> Iterator[AgentProcess]:
     proc = AgentProcess("agent_lib.agents.weather:weather_service", admin=Admin(restate_server.admin_url))
     with proc:
         yield proc
+
+
+@pytest.fixture
+def weather(_weather_process: AgentProcess, admin: Admin) -> AgentProcess:
+    """The finished weather agent, in its own process on the session server, registered as the latest deployment.
+
+    Other tests may register their own WeatherAgent on the same server; registering again makes this one current.
+    """
+    admin.register(_weather_process.url)
+    return _weather_process
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,10 @@ def test_status_without_a_server_says_how_to_start_one() -> None:
     assert out.returncode == 1 and "make server" in out.stdout
 
 
-def test_up_registers_the_finished_agents_and_down_stops_them(restate_server: RestateServer, tmp_path: Path) -> None:
+def test_up_registers_the_finished_agents_and_down_stops_them(tmp_path: Path) -> None:
+    restate_server = RestateServer(
+        tmp_path / "server", ingress_port=free_port(), admin_port=free_port(), node_port=free_port()
+    ).start()
     env = {
         "RESTATE_INGRESS_URL": restate_server.ingress_url,
         "RESTATE_ADMIN_URL": restate_server.admin_url,
@@ -44,8 +47,11 @@ def test_up_registers_the_finished_agents_and_down_stops_them(restate_server: Re
     assert again.returncode == 0 and "already run" in again.stdout
     down = _cli("down", env=env)
     assert "stopped agent-" in down.stdout
-    assert restate_server.healthy(), "down stops only what the kit started, not an external server"
-    assert not list((tmp_path / "pids").glob("*.pid"))
+    try:
+        assert restate_server.healthy(), "down stops only what the kit started, not an external server"
+        assert not list((tmp_path / "pids").glob("*.pid"))
+    finally:
+        restate_server.stop()
 
 
 def test_find_python_finds_3_12_or_newer() -> None:

@@ -67,6 +67,10 @@ clean: stop ## stop everything and delete the server's data (.restate/)
 reset: clean ## between workshop sessions: stop every process the kit started (by recorded pid) and wipe .restate/
 	@echo "Reset: no kit process runs and .restate/ is gone. 'make lab' starts afresh."
 
+BENCH_FLAGS ?=
+bench: setup ## measure durability's cost against plain ADK -> docs/PERFORMANCE.md, docs/img/ (BENCH_FLAGS=--notebooks)
+	$(PY) bench/run.py $(BENCH_FLAGS)
+
 reliability: setup ## the proof suite (crash matrix, restarts, node loss, bad input, security) -> docs/RELIABILITY.md
 	$(PY) -m pytest tests/proof tests/test_cluster.py::test_killing_a_node_loses_no_invocation_and_it_rejoins --reliability-report docs/RELIABILITY.md
 

@@ -11,9 +11,11 @@ how a tool turns an at-least-once step into a once-only effect.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +51,9 @@ class Effect:
     at: float
 
 
+_open = threading.local()
+
+
 class Ledger:
     """An append-only SQLite table of effects, shared by every process that opens the same path."""
 
@@ -60,8 +65,17 @@ class Ledger:
             db.execute(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA synchronous=NORMAL")
+        """Return this thread's open connection to the ledger (reopened if the file was deleted)."""
+        pool: dict[tuple[int, Path], sqlite3.Connection] = _open.__dict__.setdefault("dbs", {})
+        key = (os.getpid(), self.path)
+        db = pool.get(key)
+        if db is None or not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(_SCHEMA)
+            pool[key] = db
         return db
 
     def record(
@@ -120,5 +134,9 @@ class Ledger:
 
 def default_ledger() -> Ledger:
     """Return the ledger at `AGENT_LEDGER`, else `.restate/ledger.sqlite` in the repo."""
-    path = os.environ.get("AGENT_LEDGER") or data_dir() / "ledger.sqlite"
+    return _ledger_at(str(os.environ.get("AGENT_LEDGER") or data_dir() / "ledger.sqlite"))
+
+
+@functools.lru_cache(maxsize=16)
+def _ledger_at(path: str) -> Ledger:
     return Ledger(path)

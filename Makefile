@@ -45,7 +45,8 @@ lab: up ## set up, start everything and open JupyterLab on notebooks/
 	echo; echo "  JupyterLab:  http://127.0.0.1:$(LAB_PORT)/lab?token=$$token"; \
 	echo "  Restate UI:  $${RESTATE_ADMIN_URL:-http://127.0.0.1:9070}"; echo "  (Ctrl-C stops JupyterLab; make stop stops Restate and the agents)"; echo; \
 	exec $(PY) -m jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
-	  --IdentityProvider.token=$$token --ServerApp.root_dir=notebooks --LabApp.news_url=None
+	  --IdentityProvider.token=$$token --ServerApp.root_dir=notebooks --LabApp.news_url=None \
+	  $$([ "$$(id -u)" = 0 ] && echo --ServerApp.allow_root=True)
 
 test: setup up ## set up, start everything, run the unit tests and execute every notebook
 	$(PY) -m pytest --nbmake --nbmake-timeout=$(NB_TIMEOUT) --durations=30 tests notebooks

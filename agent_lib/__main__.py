@@ -17,7 +17,7 @@ from .doctor import run_checks
 from .serving import AgentProcess, ServingError, serve_forever
 
 AGENTS_PORT = int(os.environ.get("AGENTS_PORT", "9080"))
-SEED_CALL = """curl localhost:8080/WeatherAgent/session-1/run --json '"What is the weather in New York?"'"""
+SEED_CALL = """curl {ingress}/WeatherAgent/session-1/run --json '"What is the weather in New York?"'"""
 
 
 def doctor() -> int:
@@ -55,7 +55,8 @@ def up(wait: float = 60.0) -> int:
         print(f"Serving the finished agents at {proc.url} (pid {proc.pid}); log: {proc.log_path}")
     print(f"Registered: {', '.join(sorted(admin.services()))}")
     print(f"Restate UI: {srv.admin_url}")
-    print(f"Try the seed's call:\n  {SEED_CALL}")
+    ingress = srv.ingress_url.replace("http://127.0.0.1:", "localhost:")
+    print(f"Try the seed's call:\n  {SEED_CALL.format(ingress=ingress)}")
     return 0
 
 

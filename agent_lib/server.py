@@ -36,6 +36,7 @@ __all__ = [
     "RestateServer",
     "ServerError",
     "connect",
+    "end_process",
     "find_server_binary",
     "free_port",
     "pinned_version",
@@ -141,6 +142,24 @@ def server_env(
         "RESTATE_LOG_FORMAT": "compact",
         "RESTATE_LOG_DISABLE_ANSI_CODES": "true",
     }
+
+
+def end_process(proc: subprocess.Popen[bytes] | None, pid_file: Path, *, grace: float | None) -> None:
+    """End a process the kit started: SIGTERM and up to `grace` seconds, then SIGKILL (grace=None: SIGKILL at once).
+
+    Its pid file goes too, so `make stop` does not look for it again.
+    """
+    if proc is not None and proc.poll() is None:
+        if grace is not None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    pid_file.unlink(missing_ok=True)
 
 
 class RestateServer:
@@ -270,22 +289,12 @@ class RestateServer:
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the server gracefully (SIGTERM), killing it if it does not exit in time."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._pid_file().unlink(missing_ok=True)
+        end_process(proc, self._pid_file(), grace=timeout)
 
     def kill(self) -> None:
         """Kill the server with SIGKILL, as a crash would."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        self._pid_file().unlink(missing_ok=True)
+        end_process(proc, self._pid_file(), grace=None)
 
     def restart(self, timeout: float = 60.0, *, crash: bool = False) -> RestateServer:
         """Stop (or with crash=True, SIGKILL) the server and start it again on the same data."""

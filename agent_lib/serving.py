@@ -27,7 +27,7 @@ from typing import Any
 
 from ._paths import REPO_ROOT, data_dir
 from .clients import Admin
-from .server import free_port, port_is_free
+from .server import end_process, free_port, port_is_free
 
 __all__ = ["AgentProcess", "KernelDeployment", "ServingError", "load_services", "serve_forever", "serve_in_kernel"]
 
@@ -293,22 +293,12 @@ class AgentProcess:
     def kill(self) -> None:
         """Kill the process with SIGKILL, as a crash would: no cleanup, no goodbye."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-        self._pid_file().unlink(missing_ok=True)
+        end_process(proc, self._pid_file(), grace=None)
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop the process (SIGTERM), killing it if it lingers: Restate needs no goodbye from it."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._pid_file().unlink(missing_ok=True)
+        end_process(proc, self._pid_file(), grace=timeout)
 
     def restart(self, timeout: float = 60.0) -> AgentProcess:
         """Start the process again on the same port (after a kill, the same deployment resumes)."""

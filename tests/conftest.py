@@ -95,3 +95,16 @@ def test_services(restate_server: RestateServer, _kit_data: Path) -> Iterator[Ag
     )
     with proc:
         yield proc
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Headless system Chromium for the browser tests; skipped without it, except under CI, where it fails."""
+    from tests.jupyter_browser import SKIP_REASON, chromium, chromium_path
+
+    if chromium_path() is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but chromium is missing: {SKIP_REASON}")
+        pytest.skip(SKIP_REASON)
+    with chromium() as b:
+        yield b

@@ -9,9 +9,7 @@ approval it clicked. Then it runs the rest of the notebook, which takes the clic
 from __future__ import annotations
 
 import json
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from playwright.sync_api import Browser
 from agent_lib.clients import Admin, Ingress
 from agent_lib.server import RestateServer
 from agent_lib.widgets import pending_requests
-from tests.jupyter_browser import SKIP_REASON, LabPage, chromium, chromium_path, jupyter_lab
+from tests.jupyter_browser import LabPage, jupyter_lab
 
 pytestmark = pytest.mark.browser
 
@@ -65,17 +63,6 @@ def run_command(nb: LabPage, command: str, index: int, timeout: float) -> bool:
             return bool(run["ok"])
         time.sleep(0.5)
     raise AssertionError(f"{command} did not finish within {timeout:.0f}s")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Headless system Chromium; skipped without it, except under CI, where it fails."""
-    if chromium_path() is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but chromium is missing: {SKIP_REASON}")
-        pytest.skip(SKIP_REASON)
-    with chromium() as b:
-        yield b
 
 
 def test_clicking_approve_completes_the_waiting_claim(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser
 
-from tests.jupyter_browser import SKIP_REASON, LabPage, LabServer, chromium, chromium_path, jupyter_lab
+from tests.jupyter_browser import LabPage, LabServer, jupyter_lab
 
 pytestmark = pytest.mark.browser
 
@@ -35,17 +34,6 @@ def write_notebook(path: Path, *cells: str) -> Path:
     }
     path.write_text(json.dumps(nb, indent=1))
     return path
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """Headless system Chromium; skipped without it, except under CI where it fails."""
-    if chromium_path() is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but chromium is missing: {SKIP_REASON}")
-        pytest.skip(SKIP_REASON)
-    with chromium() as b:
-        yield b
 
 
 @pytest.fixture(scope="module")

@@ -97,9 +97,13 @@ def test_services(restate_server: RestateServer, _kit_data: Path) -> Iterator[Ag
         yield proc
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Headless system Chromium for the browser tests; skipped without it, except under CI, where it fails."""
+    """Headless system Chromium for the browser tests; skipped without it, except under CI, where it fails.
+
+    Module-scoped on purpose: Playwright's sync API keeps an asyncio loop marked as running in this
+    thread while it is open, so every later `asyncio.run()` would fail. It must close with its module.
+    """
     from tests.jupyter_browser import SKIP_REASON, chromium, chromium_path
 
     if chromium_path() is None:
@@ -108,3 +112,18 @@ def browser() -> Iterator[object]:
         pytest.skip(SKIP_REASON)
     with chromium() as b:
         yield b
+
+
+@pytest.fixture(autouse=True)
+def _no_running_loop_leaked(request: pytest.FixtureRequest) -> None:
+    """Fail early, with the cause, if an earlier fixture left an asyncio loop marked as running in this thread.
+
+    A leaked loop (e.g. Playwright's sync API kept open past its module) makes every later `asyncio.run()`
+    fail far from its cause. Browser tests are exempt: their open Playwright is the loop.
+    """
+    import asyncio
+
+    if "browser" in request.fixturenames:
+        return
+    if asyncio._get_running_loop() is not None:
+        pytest.fail("an asyncio loop is left running in the main thread by an earlier fixture (a Playwright left open?)")

@@ -126,4 +126,4 @@ def _no_running_loop_leaked(request: pytest.FixtureRequest) -> None:
     if "browser" in request.fixturenames:
         return
     if asyncio._get_running_loop() is not None:
-        pytest.fail("an asyncio loop is left running in the main thread by an earlier fixture (a Playwright left open?)")
+        pytest.fail("an earlier fixture left an asyncio loop running in the main thread (a Playwright left open?)")

@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -162,8 +163,31 @@ def end_process(proc: subprocess.Popen[bytes] | None, pid_file: Path, *, grace: 
     pid_file.unlink(missing_ok=True)
 
 
+def _watch_over(child_pid: int, pid_file: Path) -> None:
+    """Start a watchdog that ends `child_pid` once this process is gone (see agent_lib/_watchdog.py)."""
+    subprocess.Popen(
+        [
+            sys.executable,
+            "-I",
+            str(Path(__file__).with_name("_watchdog.py")),
+            str(os.getpid()),
+            str(child_pid),
+            str(pid_file),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 class RestateServer:
-    """One native restate-server process, with its own ports and data dir."""
+    """One native restate-server process, with its own ports and data dir.
+
+    By default the server dies with the process that started it (a watchdog ends it when that process
+    is gone), so a notebook's private server does not outlive a restarted kernel. `connect()` and
+    `python -m agent_lib up` start the course's shared server with `die_with_parent=False`.
+    """
 
     def __init__(
         self,
@@ -175,6 +199,7 @@ class RestateServer:
         node_name: str = "node-1",
         binary: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
+        die_with_parent: bool = True,
     ) -> None:
         self.base_dir = Path(base_dir) if base_dir is not None else data_dir()
         self.ingress_port = ingress_port
@@ -183,6 +208,7 @@ class RestateServer:
         self.node_name = node_name
         self._binary = Path(binary) if binary is not None else None
         self._extra_env = dict(env or {})
+        self.die_with_parent = die_with_parent
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -242,6 +268,8 @@ class RestateServer:
                 start_new_session=True,
             )
         self._record_pid()
+        if self.die_with_parent:
+            _watch_over(self._proc.pid, self._pid_file())
         self._wait_healthy(timeout)
         return self
 
@@ -372,7 +400,7 @@ def connect(timeout: float = 60.0) -> RestateServer | ExternalServer:
     default = ExternalServer(f"http://127.0.0.1:{DEFAULT_INGRESS_PORT}", f"http://127.0.0.1:{DEFAULT_ADMIN_PORT}")
     if default.healthy():
         return default
-    return RestateServer().start(timeout)
+    return RestateServer(die_with_parent=False).start(timeout)
 
 
 def __getattr__(name: str) -> object:

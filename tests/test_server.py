@@ -120,3 +120,54 @@ def test_connect_refuses_half_a_configuration(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("RESTATE_ADMIN_URL", raising=False)
     with pytest.raises(ServerError, match="set both RESTATE_INGRESS_URL and RESTATE_ADMIN_URL"):
         connect()
+
+
+_PARENT = """
+import sys, time
+from agent_lib.server import RestateServer
+server = RestateServer(sys.argv[1], ingress_port={ingress_port}, admin_port={admin_port}, node_port={node_port},
+                       die_with_parent={die}).start()
+print(server.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return not Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.parametrize("die_with_parent", [True, False])
+def test_a_private_server_dies_with_the_process_that_started_it(tmp_path: Path, die_with_parent: bool) -> None:
+    """A kernel that dies (SIGKILL, no atexit) takes its private server with it, unless asked not to."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ports = _ports()
+    code = _PARENT.format(die=die_with_parent, **ports)
+    parent = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "data")], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    server_pid = int(parent.stdout.readline())
+    pid_file = Path(os.environ["RESTATE_KIT_DATA"]) / "pids" / f"restate-server-{ports['admin_port']}.pid"
+    assert _alive(server_pid) and pid_file.read_text() == str(server_pid)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    try:
+        deadline = time.monotonic() + (20 if die_with_parent else 3)
+        while _alive(server_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if die_with_parent:
+            assert not _alive(server_pid), "the server outlived the process that started it"
+            assert not pid_file.exists()
+            assert port_is_free(ports["admin_port"])
+        else:
+            assert _alive(server_pid), "a server started with die_with_parent=False must keep running"
+    finally:
+        if _alive(server_pid):
+            os.kill(server_pid, signal.SIGKILL)
+        pid_file.unlink(missing_ok=True)

@@ -9,7 +9,7 @@ NPM_STAMP := node_modules/.installed
 LAB_PORT ?= 8888
 NB_TIMEOUT ?= 900
 
-.PHONY: help setup server up lab test test-fast notebooks doctor stop down clean reset strip check-notebooks lint bench reliability
+.PHONY: help setup server up lab test test-fast notebooks doctor stop down clean reset strip check-notebooks lint format bench reliability
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -81,6 +81,10 @@ strip: setup ## strip outputs from every notebook
 check-notebooks: setup ## fail if a notebook has outputs or lacks kernelspec metadata
 	$(PY) scripts/strip_notebooks.py --check notebooks
 
-lint: setup ## ruff and mypy
-	$(PY) -m ruff check agent_lib tests scripts
+lint: setup ## ruff (checks and format) and mypy
+	$(PY) -m ruff check agent_lib tests scripts bench
+	$(PY) -m ruff format --check agent_lib tests scripts bench
 	$(PY) -m mypy agent_lib
+
+format: setup ## format the code with ruff
+	$(PY) -m ruff format agent_lib tests scripts bench

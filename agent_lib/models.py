@@ -176,9 +176,7 @@ def _invocation_id() -> str | None:
 
 
 def _record_call(model: str, agent_hint: str) -> None:
-    default_ledger().record(
-        "model_call", {"model": model, "agent": agent_hint}, invocation_id=_invocation_id()
-    )
+    default_ledger().record("model_call", {"model": model, "agent": agent_hint}, invocation_id=_invocation_id())
 
 
 class OfflineModel(BaseLlm):

@@ -65,8 +65,12 @@ def test_find_python_finds_3_12_or_newer() -> None:
 
 def test_find_python_says_what_to_install(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYENV_ROOT": str(tmp_path / "none"), "PYTHON": ""}
-    probe = subprocess.run(["/usr/bin/env", "python3", "-c", "import sys; print(sys.version_info >= (3, 12))"],
-                           capture_output=True, text=True, env=env)
+    probe = subprocess.run(
+        ["/usr/bin/env", "python3", "-c", "import sys; print(sys.version_info >= (3, 12))"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if probe.stdout.strip() == "True":
         return  # this machine's system python is new enough; nothing to refuse
     out = subprocess.run([str(ROOT / "scripts" / "find-python")], capture_output=True, text=True, env=env)

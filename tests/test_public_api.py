@@ -37,9 +37,7 @@ def test_top_level_exports_are_pinned() -> None:
 def _modules() -> list[str]:
     root = Path(agent_lib.__file__).parent
     return [
-        f"agent_lib.{m.name}"
-        for m in pkgutil.walk_packages([str(root)])
-        if not m.name.split(".")[-1].startswith("_")
+        f"agent_lib.{m.name}" for m in pkgutil.walk_packages([str(root)]) if not m.name.split(".")[-1].startswith("_")
     ]
 
 

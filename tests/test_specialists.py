@@ -153,12 +153,20 @@ def specialists(restate_server: RestateServer, _kit_data: Path) -> Iterator[Agen
 
 @pytest.mark.parametrize(
     ("service", "key_field", "step"),
-    [("EligibilityAgent", "policy_id", "Check eligibility"), ("FraudAgent", "customer_id", "Check fraud"),
-     ("PolicyAgent", None, "Check policy")],
+    [
+        ("EligibilityAgent", "policy_id", "Check eligibility"),
+        ("FraudAgent", "customer_id", "Check fraud"),
+        ("PolicyAgent", None, "Check policy"),
+    ],
 )
 def test_each_specialist_checks_once_durably(
-    ingress: Ingress, admin: Admin, ledger: Ledger, specialists: AgentProcess,
-    service: str, key_field: str | None, step: str,
+    ingress: Ingress,
+    admin: Admin,
+    ledger: Ledger,
+    specialists: AgentProcess,
+    service: str,
+    key_field: str | None,
+    step: str,
 ) -> None:
     claim = sample_claim()
     sent = ingress.send(service, "check", claim, key=claim[key_field] if key_field else None)
@@ -181,8 +189,11 @@ def test_a_keyed_specialist_refuses_the_wrong_key(ingress: Ingress, specialists:
 
 @pytest.mark.parametrize(
     ("body", "raw", "message"),
-    [(b'{"claim_id": ', True, "not valid JSON"), ([1, 2], False, "must be a JSON object"),
-     ({"claim_id": "c-1"}, False, "customer_id: Field required")],
+    [
+        (b'{"claim_id": ', True, "not valid JSON"),
+        ([1, 2], False, "must be a JSON object"),
+        ({"claim_id": "c-1"}, False, "customer_id: Field required"),
+    ],
 )
 def test_bad_input_is_a_400(ingress: Ingress, specialists: AgentProcess, body: Any, raw: bool, message: str) -> None:
     with pytest.raises(RestateError, match=message) as err:

@@ -48,21 +48,32 @@ def _expected(claim: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_all_pass_approves_with_the_policy_payout() -> None:
-    decision = decide([_verdict("policy", "pass", payout=900.0), _verdict("eligibility", "pass"),
-                       _verdict("fraud", "pass")])
+    decision = decide(
+        [_verdict("policy", "pass", payout=900.0), _verdict("eligibility", "pass"), _verdict("fraud", "pass")]
+    )
     assert decision.outcome == "approve" and decision.payout == 900.0
     assert [r.split(":")[0] for r in decision.reasons] == ["eligibility", "fraud", "policy"]
 
 
 def test_a_review_refers_to_a_person() -> None:
-    decision = decide([_verdict("eligibility", "pass"), _verdict("fraud", "review", "cash only"),
-                       _verdict("policy", "pass", payout=50.0)])
+    decision = decide(
+        [
+            _verdict("eligibility", "pass"),
+            _verdict("fraud", "review", "cash only"),
+            _verdict("policy", "pass", payout=50.0),
+        ]
+    )
     assert (decision.outcome, decision.payout, decision.reasons) == ("refer", 50.0, ["fraud: cash only"])
 
 
 def test_a_fail_denies_even_with_a_review() -> None:
-    decision = decide([_verdict("eligibility", "fail", "expired"), _verdict("fraud", "review"),
-                       _verdict("policy", "pass", payout=50.0)])
+    decision = decide(
+        [
+            _verdict("eligibility", "fail", "expired"),
+            _verdict("fraud", "review"),
+            _verdict("policy", "pass", payout=50.0),
+        ]
+    )
     assert (decision.outcome, decision.payout, decision.reasons) == ("deny", 0.0, ["eligibility: expired"])
 
 
@@ -99,8 +110,12 @@ def test_gather_runs_the_specialists_in_parallel(
     ("service", "handler", "keyed"), [("ClaimTriage", "triage_one_by_one", False), ("ToolCallTriage", "run", True)]
 )
 def test_one_by_one_and_tool_calls_run_in_turn(
-    ingress: Ingress, ledger: Ledger, processes: tuple[AgentProcess, AgentProcess],
-    service: str, handler: str, keyed: bool,
+    ingress: Ingress,
+    ledger: Ledger,
+    processes: tuple[AgentProcess, AgentProcess],
+    service: str,
+    handler: str,
+    keyed: bool,
 ) -> None:
     claim = sample_claim(description="Paid cash only, no receipt.")
     report = ingress.call(service, handler, claim, key=claim["claim_id"] if keyed else None)
@@ -117,7 +132,12 @@ def test_tool_calls_are_journaled_in_the_models_order(
     sent = ingress.send("ToolCallTriage", "run", claim, key=claim["claim_id"])
     ingress.attach(sent.invocation_id)
     assert admin.steps(sent.invocation_id) == [
-        "call LLM", "Check eligibility", "Check fraud", "Check policy", "call LLM", "store session"
+        "call LLM",
+        "Check eligibility",
+        "Check fraud",
+        "Check policy",
+        "call LLM",
+        "store session",
     ]
 
 
@@ -148,8 +168,11 @@ def test_a_crash_during_the_fan_out_runs_nothing_twice(
 
 @pytest.mark.parametrize(
     ("body", "raw", "message"),
-    [(b"not json", True, "not valid JSON"), ("a claim", False, "must be a JSON object"),
-     (sample_claim(amount=0), False, "amount: Input should be greater than 0")],
+    [
+        (b"not json", True, "not valid JSON"),
+        ("a claim", False, "must be a JSON object"),
+        (sample_claim(amount=0), False, "amount: Input should be greater than 0"),
+    ],
 )
 def test_bad_input_is_a_400(
     ingress: Ingress, processes: tuple[AgentProcess, AgentProcess], body: Any, raw: bool, message: str

@@ -76,7 +76,7 @@ def require_message(message: Any) -> str:
     require_json(message)
     if not isinstance(message, str):
         raise restate.TerminalError(
-            f"the message must be a JSON string, e.g. \"What is the weather in Paris?\", not {type(message).__name__}",
+            f'the message must be a JSON string, e.g. "What is the weather in Paris?", not {type(message).__name__}',
             status_code=400,
         )
     if not message.strip():

@@ -131,16 +131,28 @@ class Policy(BaseModel):
 
 POLICIES: dict[str, Policy] = {
     "POL-1001": Policy(
-        holder="cust-ana", start=date(2025, 1, 1), end=date(2026, 12, 31), covers=("car", "home"),
-        limit=20_000, deductible=500,
+        holder="cust-ana",
+        start=date(2025, 1, 1),
+        end=date(2026, 12, 31),
+        covers=("car", "home"),
+        limit=20_000,
+        deductible=500,
     ),
     "POL-1002": Policy(
-        holder="cust-ben", start=date(2024, 1, 1), end=date(2024, 12, 31), covers=("travel",),
-        limit=3_000, deductible=100,
+        holder="cust-ben",
+        start=date(2024, 1, 1),
+        end=date(2024, 12, 31),
+        covers=("travel",),
+        limit=3_000,
+        deductible=100,
     ),
     "POL-1003": Policy(
-        holder="cust-chen", start=date(2025, 6, 1), end=date(2027, 5, 31), covers=("home", "travel"),
-        limit=50_000, deductible=1_000,
+        holder="cust-chen",
+        start=date(2025, 6, 1),
+        end=date(2027, 5, 31),
+        covers=("home", "travel"),
+        limit=50_000,
+        deductible=1_000,
     ),
 }
 
@@ -476,11 +488,13 @@ def _require_key(ctx: restate.ObjectContext, expected: str, field: str, service:
         )
 
 
-async def _verdict_of(
-    runner: Runner, specialist: str, claim: Claim, *, user_id: str, session_id: str
-) -> Verdict:
+async def _verdict_of(runner: Runner, specialist: str, claim: Claim, *, user_id: str, session_id: str) -> Verdict:
     findings, note = await consult(
-        runner, claim, user_id=user_id, session_id=session_id, prompt=_prompt(claim, specialist),
+        runner,
+        claim,
+        user_id=user_id,
+        session_id=session_id,
+        prompt=_prompt(claim, specialist),
         specialists=[specialist],
     )
     return Verdict(specialist=specialist, note=note, **findings[specialist].model_dump())

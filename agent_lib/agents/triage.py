@@ -143,8 +143,12 @@ async def run(ctx: restate.ObjectContext, claim: dict[str, Any]) -> TriageReport
             f"call ToolCallTriage with the claim id as the key: /ToolCallTriage/{c.claim_id}/run", status_code=400
         )
     findings, note = await consult(
-        _tool_triage_runner, c, user_id=ctx.key(), session_id="triage",
-        prompt=f"Triage this claim: {c.model_dump_json()}", specialists=SPECIALISTS,
+        _tool_triage_runner,
+        c,
+        user_id=ctx.key(),
+        session_id="triage",
+        prompt=f"Triage this claim: {c.model_dump_json()}",
+        specialists=SPECIALISTS,
     )
     verdicts = [Verdict(specialist=s, note=note, **findings[s].model_dump()) for s in SPECIALISTS]
     return _report(c, verdicts)

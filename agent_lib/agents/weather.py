@@ -77,8 +77,6 @@ async def run(ctx: restate.ObjectContext, message: str) -> str | None:
     """Answer one message in the session named by this object's key."""
     text = require_message(message)
     final_response = None
-    async for event in runner.run_async(
-        user_id=ctx.key(), session_id="session", new_message=user_message(text)
-    ):
+    async for event in runner.run_async(user_id=ctx.key(), session_id="session", new_message=user_message(text)):
         final_response = final_text(event) or final_response
     return final_response

@@ -37,6 +37,7 @@ __all__ = [
     "wait_until",
 ]
 
+
 @dataclass(frozen=True)
 class CheckResult:
     """The outcome of one exercise check: passed, or what is wrong and a hint."""
@@ -156,9 +157,7 @@ def require_service(admin: Admin, service: str) -> None:
     )
 
 
-def call(
-    ingress: Ingress, service: str, handler: str, body: Any = None, *, key: str | None = None
-) -> tuple[str, Any]:
+def call(ingress: Ingress, service: str, handler: str, body: Any = None, *, key: str | None = None) -> tuple[str, Any]:
     """Send a request, wait for its result; return (invocation id, result)."""
     sent = ingress.send(service, handler, body, key=key)
     return sent.invocation_id, ingress.attach(sent.invocation_id)

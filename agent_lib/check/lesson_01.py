@@ -31,7 +31,7 @@ def exercise_1(
     require(
         forecast,
         f"the journal's steps are {steps}: none of them is a forecast step",
-        "run the forecast's work inside restate_object_context().run_typed(\"Get forecast\", ...), and give your "
+        'run the forecast\'s work inside restate_object_context().run_typed("Get forecast", ...), and give your '
         "script a rule that calls get_forecast when the message mentions a forecast",
     )
     require(

@@ -59,9 +59,7 @@ def exercise_1(
 
 
 @exercise(2, 2)
-def exercise_2(
-    ingress: Ingress, admin: Admin, invocation_id: str, *, ledger: Ledger | None = None
-) -> str:
+def exercise_2(ingress: Ingress, admin: Admin, invocation_id: str, *, ledger: Ledger | None = None) -> str:
     """An order the bank declines: the TerminalError becomes an answer; nothing is paid, nobody is emailed."""
     completed(admin, invocation_id, success=True)
     steps = admin.steps(invocation_id)

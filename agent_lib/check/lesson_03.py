@@ -71,9 +71,7 @@ def exercise_1(admin: Admin, key: str, statuses: Sequence[str], *, service: str 
 
 
 @exercise(3, 2)
-def exercise_2(
-    ingress: Ingress, admin: Admin, key: str, name: str, *, service: str = "CompactChatAgent"
-) -> str:
+def exercise_2(ingress: Ingress, admin: Admin, key: str, name: str, *, service: str = "CompactChatAgent") -> str:
     """A long conversation of yours on the compacting agent: the name lives on only in the summary, and is recalled."""
     session = stored_session(admin, service, key)
     require(

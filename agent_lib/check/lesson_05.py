@@ -54,7 +54,7 @@ def exercise_1(
     durations = {t.specialist: t.finished - t.started for t in parallel}
     require(
         max(durations, key=lambda s: durations[s]) == slowest and durations[slowest] >= 2.5,
-        f"the checks took {({k: round(v, 1) for k, v in durations.items()})}: {slowest} is not the slow one (3s)",
+        f"the checks took { ({k: round(v, 1) for k, v in durations.items()}) }: {slowest} is not the slow one (3s)",
         "restart the specialists' process with env=seconds_env(eligibility=1, fraud=1, policy=3)",
     )
     require(all_overlap(parallel), "the 'parallel' claim's checks did not all run at once: was it triaged with gather?")
@@ -96,9 +96,7 @@ def exercise_2(ingress: Ingress, admin: Admin, service: str, *, handler: str = "
         "in the tool, create one ctx.run_typed(...) future per check, then await restate.gather(*futures)",
     )
     first, last = work[0]["index"], work[2]["index"]
-    done_between = [
-        r for r in journal if r["entry_type"] == "Notification: Run" and first < r["index"] < last
-    ]
+    done_between = [r for r in journal if r["entry_type"] == "Notification: Run" and first < r["index"] < last]
     require(
         not done_between,
         "a step finished before the next one started: the three ran one after another",

@@ -81,7 +81,7 @@ def exercise_2(
     denied = [c for c, r in claims.items() if r["status"] == "denied"]
     require(
         denied,
-        f"none of the claims of {conversation!r} was denied: {({c: r['status'] for c, r in claims.items()})}",
+        f"none of the claims of {conversation!r} was denied: { ({c: r['status'] for c, r in claims.items()}) }",
         "file a claim its policy does not cover (e.g. a travel claim on POL-1001) or on a date it was not active",
     )
     claim = denied[-1]

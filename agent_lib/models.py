@@ -25,7 +25,7 @@ from google.adk.models.google_llm import Gemini
 from google.adk.models.llm_request import LlmRequest
 from google.adk.models.llm_response import LlmResponse
 from google.genai import types
-from pydantic import Field, PrivateAttr
+from pydantic import BaseModel, Field, PrivateAttr
 
 from .ledger import default_ledger
 
@@ -175,15 +175,9 @@ def _invocation_id() -> str | None:
     return ctx.request().id if ctx is not None else None
 
 
-def _record_call(model: str, agent_hint: str) -> None:
-    default_ledger().record("model_call", {"model": model, "agent": agent_hint}, invocation_id=_invocation_id())
+class _CountsCalls(BaseModel):
+    """Counts a model's calls in memory (this process) and in the ledger (per invocation, survives a SIGKILL)."""
 
-
-class OfflineModel(BaseLlm):
-    """A deterministic stand-in for Gemini that answers by a script and counts its calls."""
-
-    model: str = "offline"
-    script: Any = Field(default=None, exclude=True)
     name: str = "agent"
     """Recorded with each call in the ledger, to tell agents apart."""
     _calls: int = PrivateAttr(default=0)
@@ -193,12 +187,22 @@ class OfflineModel(BaseLlm):
         """How many times this model instance was called in this process."""
         return self._calls
 
+    def _count_call(self, model: str) -> None:
+        self._calls += 1
+        default_ledger().record("model_call", {"model": model, "agent": self.name}, invocation_id=_invocation_id())
+
+
+class OfflineModel(_CountsCalls, BaseLlm):
+    """A deterministic stand-in for Gemini that answers by a script and counts its calls."""
+
+    model: str = "offline"
+    script: Any = Field(default=None, exclude=True)
+
     async def generate_content_async(
         self, llm_request: LlmRequest, stream: bool = False
     ) -> AsyncGenerator[LlmResponse, None]:
         """Answer by the script: tool calls first, then a final text."""
-        self._calls += 1
-        _record_call(self.model, self.name)
+        self._count_call(self.model)
         turn = read_turn(llm_request)
         reply = self.script(turn) if self.script is not None else "I am an offline model with no script."
         if isinstance(reply, str):
@@ -215,23 +219,14 @@ class OfflineModel(BaseLlm):
         )
 
 
-class CountingGemini(Gemini):
+class CountingGemini(_CountsCalls, Gemini):
     """Gemini, counted like the offline model (in memory and in the ledger)."""
-
-    name: str = "agent"
-    _calls: int = PrivateAttr(default=0)
-
-    @property
-    def calls(self) -> int:
-        """How many times this model instance was called in this process."""
-        return self._calls
 
     async def generate_content_async(
         self, llm_request: LlmRequest, stream: bool = False
     ) -> AsyncGenerator[LlmResponse, None]:
         """Call Gemini and count the call."""
-        self._calls += 1
-        _record_call(self.model, self.name)
+        self._count_call(self.model)
         async for response in super().generate_content_async(llm_request, stream=stream):
             yield response
 

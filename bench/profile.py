@@ -31,7 +31,7 @@ from bench.common import private_server  # noqa: E402
 from bench.latency import Variant, cpu_seconds, measure_latency  # noqa: E402
 
 FRAMES = {
-    "ledger (_record_call: open SQLite, insert, close)": r"_record_call",
+    "ledger (_count_call: open SQLite, insert, close)": r"_count_call|_record_call",
     "socket writes from hypercorn's HTTP/2 send task": r"H2Protocol\._flush|H2Protocol\.send_task",
     "RestatePlugin 'call LLM' runs (model call + journaling)": r"_generate_content_async",
     "RestateSessionService 'store session'": r"flush_session_state",

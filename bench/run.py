@@ -184,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
         "--doc", type=Path, default=None, help="markdown for the tables (default docs/PERFORMANCE.md; none if --quick)"
     )
     parser.add_argument("--img", type=Path, default=None, help="directory for the plots (default: docs/img)")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --figures notebooks: re-measure figure 5 only, keep figures 1-4 of --out, and say so in the report",
+    )
     args = parser.parse_args(argv)
     figures = args.figures.split(",") if args.figures else [f for f in FIGURES if f != "notebooks"]
     if args.notebooks and "notebooks" not in figures:
@@ -191,7 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(figures) - set(FIGURES))
     if unknown:
         parser.error(f"unknown figures {unknown}: choose from {', '.join(FIGURES)}")
+    if args.merge and (figures != ["notebooks"] or not args.out.exists()):
+        parser.error(f"--merge re-measures the notebooks alone (--figures notebooks) into an existing {args.out}")
     results = run(figures, "quick" if args.quick else "full")
+    if args.merge:
+        kept = json.loads(args.out.read_text())
+        kept["notebooks"] = {**results["notebooks"], "measured_on": results["machine"]}
+        results = kept
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=str))
     _log(f"wrote {args.out}")

@@ -105,7 +105,10 @@ def _cache_ledger() -> None:
 def _no_ledger() -> None:
     from agent_lib import models
 
-    models._record_call = lambda model, agent_hint: None
+    def count_in_memory_only(self: models._CountsCalls, model: str) -> None:
+        self._calls += 1
+
+    models._CountsCalls._count_call = count_in_memory_only  # type: ignore[method-assign]
 
 
 def _uvloop() -> None:

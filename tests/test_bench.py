@@ -80,3 +80,35 @@ def test_report_has_tables_and_plots(quick: tuple[dict, Path]) -> None:
     assert "<!-- bench:begin -->" in doc and "### 1. Turn latency" in doc and " cores (" in doc
     for name in ("latency_vs_turns.png", "throughput_vs_concurrency.png", "turn_latency.png"):
         assert (out / "img" / name).stat().st_size > 1000, name
+
+
+def test_a_notebooks_rerun_merges_and_says_where_it_came_from(quick: tuple[dict, Path]) -> None:
+    """Figure 5 re-measured alone keeps figures 1-4 and names its own machine line (a synthetic figure 5)."""
+    from bench.report import tables
+
+    results, _ = quick
+    machine = {**results["machine"], "load_average": [9.0, 9.0, 9.0]}
+    notebooks = {
+        "00_setup.ipynb": {"passed": True, "nbmake_s": 5.0},
+        "01_weather_agent.ipynb": {"passed": False, "nbmake_s": 7.5},
+        "total_wall_s": 20.0,
+        "total_nbmake_s": 12.5,
+        "passed": False,
+        "measured_on": machine,
+    }
+    text = tables({**results, "notebooks": notebooks})
+    assert "### 1. Turn latency" in text
+    assert "Re-measured apart from figures 1-4" in text and "load average at the start 9.0, 9.0, 9.0" in text
+    assert "| 00_setup.ipynb | yes | 5.0 |" in text and "| 01_weather_agent.ipynb | NO | 7.5 |" in text
+    assert "The whole suite: 20.0 s wall" in text and "12.5 s executing" in text
+
+
+def test_merge_is_refused_for_other_figures(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "bench/run.py", "--merge", "--figures", "latency", "--out", str(tmp_path / "x.json")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "--merge re-measures the notebooks alone" in done.stderr

@@ -42,10 +42,11 @@ def up(wait: float = 60.0) -> int:
     print(f"{verb} the Restate server: ingress {srv.ingress_url}, admin {srv.admin_url}")
     admin = Admin(srv.admin_url)
     pid_file = data_dir() / "pids" / f"agent-{AGENTS_PORT}.pid"
-    if pid_file.exists() and _alive(int(pid_file.read_text())):
+    running = _server.kit_process_alive(pid_file)
+    if running:
         proc = AgentProcess(FINISHED, port=AGENTS_PORT, admin=admin, name="finished-agents")
         admin.register(proc.url)
-        print(f"The finished agents already run (pid {pid_file.read_text()}) at {proc.url}; registered again.")
+        print(f"The finished agents already run (pid {running}) at {proc.url}; registered again.")
     else:
         if not _server.port_is_free(AGENTS_PORT):
             print(f"port {AGENTS_PORT} is taken by another program: set AGENTS_PORT to a free port", file=sys.stderr)
@@ -72,8 +73,12 @@ def down() -> int:
     """Stop every server and agent process the kit started, by their recorded pids."""
     stopped = 0
     for pid_file in sorted((data_dir() / "pids").glob("*.pid"), key=lambda p: not p.name.startswith("agent")):
-        pid = int(pid_file.read_text() or 0)
-        if pid and _alive(pid):
+        pid = _server.kit_process_alive(pid_file)
+        if pid is None:
+            recorded = pid_file.read_text().strip()
+            if recorded.isdigit() and int(recorded) > 0 and _alive(int(recorded)):
+                print(f"{pid_file.stem}: pid {recorded} is now another program, left alone; its stale pid file removed")
+        else:
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + (3 if pid_file.name.startswith("agent") else 15)
             while _alive(pid) and time.monotonic() < deadline:

@@ -38,6 +38,8 @@ __all__ = [
     "ServerError",
     "connect",
     "end_process",
+    "kit_process_alive",
+    "process_command",
     "find_server_binary",
     "free_port",
     "pinned_version",
@@ -143,6 +145,40 @@ def server_env(
         "RESTATE_LOG_FORMAT": "compact",
         "RESTATE_LOG_DISABLE_ANSI_CODES": "true",
     }
+
+
+def process_command(pid: int) -> str | None:
+    """Return the command line of a live process (None if there is none, or it is a zombie)."""
+    proc = Path(f"/proc/{pid}")
+    if proc.is_dir():
+        try:
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return None
+            return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip() or None
+        except (OSError, IndexError):
+            return None
+    try:
+        out = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def kit_process_alive(pid_file: Path) -> int | None:
+    """Return the pid recorded in a kit pid file if that process still runs and is the kit's, else None.
+
+    A pid file can outlive its process (a reboot, a crash) and the pid can be taken by another program
+    since: that program is not ours to stop, so its command line must name what the file says.
+    """
+    try:
+        pid = int(pid_file.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    command = process_command(pid) if pid > 0 else None
+    if command is None:
+        return None
+    want = "restate-server" if pid_file.name.startswith("restate-server") else "agent_lib"
+    return pid if want in command else None
 
 
 def end_process(proc: subprocess.Popen[bytes] | None, pid_file: Path, *, grace: float | None) -> None:

@@ -76,3 +76,23 @@ def test_find_python_says_what_to_install(tmp_path: Path) -> None:
     out = subprocess.run([str(ROOT / "scripts" / "find-python")], capture_output=True, text=True, env=env)
     assert out.returncode == 1
     assert "No Python 3.12 or newer was found" in out.stderr and "pyenv install 3.12" in out.stderr
+
+
+def test_down_leaves_alone_a_program_that_took_a_stale_pid(tmp_path: Path) -> None:
+    """After a reboot a recorded pid may belong to another program: `make stop` must not kill it."""
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        pids = tmp_path / "pids"
+        pids.mkdir()
+        (pids / "restate-server-9070.pid").write_text(str(stranger.pid))
+        (pids / "agent-9080.pid").write_text(str(stranger.pid))
+        (pids / "agent-9180.pid").write_text("garbage")
+        down = _cli("down", env={"RESTATE_KIT_DATA": str(tmp_path)})
+        assert down.returncode == 0, down.stderr
+        assert stranger.poll() is None, "down killed a process that is not the kit's"
+        assert f"pid {stranger.pid} is now another program, left alone" in down.stdout
+        assert "nothing to stop" in down.stdout
+        assert not list(pids.glob("*.pid")), "stale pid files are removed"
+    finally:
+        stranger.kill()
+        stranger.wait()

@@ -55,6 +55,7 @@ def up(wait: float = 60.0) -> int:
         proc.start(wait)
         print(f"Serving the finished agents at {proc.url} (pid {proc.pid}); log: {proc.log_path}")
     print(f"Registered: {', '.join(sorted(admin.services()))}")
+    _say_paused(admin)
     print(f"Restate UI: {srv.admin_url}")
     ingress = srv.ingress_url.replace("http://127.0.0.1:", "localhost:")
     print(f"Try the seed's call:\n  {SEED_CALL.format(ingress=ingress)}")
@@ -100,7 +101,23 @@ def status() -> int:
         print(f"no Restate server answers at {admin.url}: `make server` starts one")
         return 1
     print(f"Restate server at {admin.url}; services: {', '.join(sorted(admin.services())) or '(none)'}")
+    agents = _server.kit_process_alive(data_dir() / "pids" / f"agent-{AGENTS_PORT}.pid")
+    print(f"The finished agents: {f'running (pid {agents})' if agents else 'not running (`make up` starts them)'}")
+    counts = admin.query("SELECT status, count(*) AS n FROM sys_invocation GROUP BY status ORDER BY status")
+    print("Invocations: " + (", ".join(f"{r['n']} {r['status']}" for r in counts) or "none yet"))
+    _say_paused(admin)
     return 0
+
+
+def _say_paused(admin: Admin) -> None:
+    """Name the paused invocations (out of retries, e.g. while the agents were down) and how to resume them."""
+    total = admin.query("SELECT count(*) AS n FROM sys_invocation WHERE status = 'paused'")[0]["n"]
+    if total:
+        newest = "SELECT id, target FROM sys_invocation WHERE status = 'paused' ORDER BY modified_at DESC LIMIT 5"
+        print(f"{total} paused (out of retries, e.g. while the agents were down); fix the cause, then resume them:")
+        paused = admin.query(newest)
+        for row in paused:
+            print(f"  {row['target']}  npx restate invocations resume {row['id']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+from agent_lib.clients import Admin, Ingress
 from agent_lib.server import RestateServer, free_port
+from agent_lib.serving import AgentProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,3 +100,24 @@ def test_down_leaves_alone_a_program_that_took_a_stale_pid(tmp_path: Path) -> No
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_status_counts_invocations_and_names_the_paused_ones(
+    restate_server: RestateServer, test_services: AgentProcess
+) -> None:
+    ingress, admin = Ingress(restate_server.ingress_url), Admin(restate_server.admin_url)
+    sent = ingress.send("TestAlwaysFails", "attempt", "the scanner")
+    deadline = time.monotonic() + 30
+    while not (admin.invocation(sent.invocation_id) or {}).get("last_failure") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    admin.pause(sent.invocation_id)
+    while admin.status(sent.invocation_id) != "paused" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        out = _cli("status", env={"RESTATE_ADMIN_URL": restate_server.admin_url, "AGENTS_PORT": str(free_port())})
+        assert out.returncode == 0, out.stderr
+        assert "TestAlwaysFails" in out.stdout and "The finished agents: not running" in out.stdout
+        assert re.search(r"Invocations: .*\d+ paused", out.stdout), out.stdout
+        assert f"TestAlwaysFails/attempt  npx restate invocations resume {sent.invocation_id}" in out.stdout
+    finally:
+        admin.kill(sent.invocation_id)

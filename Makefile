@@ -82,7 +82,7 @@ check-notebooks: setup ## fail if a notebook has outputs or lacks kernelspec met
 	$(PY) scripts/strip_notebooks.py --check notebooks
 
 lint: setup ## ruff (checks and format) and mypy
-	$(PY) -m ruff check agent_lib tests scripts bench
+	$(PY) -m ruff check agent_lib tests scripts bench notebooks
 	$(PY) -m ruff format --check agent_lib tests scripts bench
 	$(PY) -m mypy agent_lib
 

@@ -1,4 +1,4 @@
-"""The code checks CI runs: ruff over everything, mypy (strict) over agent_lib."""
+"""The code checks CI runs: ruff over everything (the notebooks' cells too), mypy (strict) over agent_lib."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_ruff() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "agent_lib", "tests", "scripts", "bench"],
+        [sys.executable, "-m", "ruff", "check", "agent_lib", "tests", "scripts", "bench", "notebooks"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -161,6 +161,8 @@ def test_a_private_server_dies_with_the_process_that_started_it(tmp_path: Path, 
         deadline = time.monotonic() + (20 if die_with_parent else 3)
         while _alive(server_pid) and time.monotonic() < deadline:
             time.sleep(0.1)
+        while die_with_parent and pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)  # the watchdog removes the pid file just after the server has exited
         if die_with_parent:
             assert not _alive(server_pid), "the server outlived the process that started it"
             assert not pid_file.exists()

@@ -165,11 +165,24 @@ def call(ingress: Ingress, service: str, handler: str, body: Any = None, *, key:
 
 def completed(admin: Admin, invocation_id: str, *, success: bool | None = None) -> dict[str, Any]:
     """Return the sys_invocation row of a finished invocation (optionally: that succeeded, or failed)."""
-    try:
-        row = admin.invocation(invocation_id)
-    except RestateError:
-        row = None
-        require(False, f"{invocation_id!r} is not a valid invocation id", "pass an id like 'inv_1abc...', as sent")
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            row = admin.invocation(invocation_id)
+            break
+        except RestateError as err:
+            # Restate answers a malformed id with a 500 that says so; any other 5xx is the server not ready to
+            # answer yet (e.g. a cluster's partitions moving after a node came back), so ask again for a while.
+            invalid = err.status < 500 or "valid invocation id" in str(err)
+            if invalid or time.monotonic() > deadline:
+                row = None
+                require(
+                    not invalid,
+                    f"{invocation_id!r} is not a valid invocation id",
+                    "pass an id like 'inv_1abc...', as sent",
+                )
+                require(False, f"the server could not answer for {invocation_id!r}: {err}", "wait until it is ready")
+            time.sleep(0.5)
     require(
         row is not None,
         f"the server has no invocation {invocation_id!r}",

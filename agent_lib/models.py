@@ -26,7 +26,10 @@ from google.adk.models.llm_request import LlmRequest
 from google.adk.models.llm_response import LlmResponse
 from google.genai import types
 from pydantic import BaseModel, Field, PrivateAttr
+from restate import TerminalError
 
+from . import gemini
+from .gemini import model_fault, model_timeout_seconds
 from .ledger import default_ledger
 
 __all__ = [
@@ -41,11 +44,10 @@ __all__ = [
     "default_model",
     "model_description",
     "read_turn",
+    "script_for",
+    "turn_from_contents",
     "uses_gemini",
 ]
-
-DEFAULT_GEMINI_MODEL = "gemini-2.5-flash"
-_KEY_VARS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
 
 
 @dataclass(frozen=True)
@@ -122,23 +124,30 @@ def _results_of(content: types.Content) -> list[ToolResult]:
 
 def read_turn(request: LlmRequest) -> Turn:
     """Read what the model sees out of an ADK request."""
+    instruction = request.config.system_instruction if request.config else ""
+    return turn_from_contents(
+        request.contents, sorted(request.tools_dict), instruction if isinstance(instruction, str) else ""
+    )
+
+
+def turn_from_contents(contents: Sequence[types.Content], tools: Sequence[str], instruction: str = "") -> Turn:
+    """Read what the model sees out of a conversation's contents (ADK's or Gemini's wire format, parsed)."""
     user_texts: list[tuple[int, str]] = []
     results: list[tuple[int, ToolResult]] = []
-    for i, content in enumerate(request.contents):
+    for i, content in enumerate(contents):
         if content.role == "user":
             results += [(i, r) for r in _results_of(content)]
             text = _text_of(content)
             if text and not text.startswith("For context:"):
                 user_texts.append((i, text))
     last_index, text = user_texts[-1] if user_texts else (-1, "")
-    instruction = request.config.system_instruction if request.config else ""
     return Turn(
         text=text,
         results=tuple(r for i, r in results if i > last_index),
-        tools=tuple(sorted(request.tools_dict)),
+        tools=tuple(sorted(tools)),
         history=tuple(t for _, t in user_texts[:-1]),
         past_results=tuple(r for i, r in results if i < last_index),
-        instruction=instruction if isinstance(instruction, str) else "",
+        instruction=instruction,
     )
 
 
@@ -220,32 +229,79 @@ class OfflineModel(_CountsCalls, BaseLlm):
 
 
 class CountingGemini(_CountsCalls, Gemini):
-    """Gemini, counted like the offline model (in memory and in the ledger)."""
+    """Gemini, counted like the offline model, and meeting its faults by one policy (agent_lib.gemini)."""
+
+    def model_post_init(self, context: Any) -> None:
+        """Give google-genai a timeout and no retries of its own: Restate retries, durably and visibly."""
+        super().model_post_init(context)
+        if self.client_kwargs is None:
+            timeout_ms = int(model_timeout_seconds() * 1000)
+            self.client_kwargs = {"http_options": types.HttpOptions(timeout=timeout_ms)}
 
     async def generate_content_async(
         self, llm_request: LlmRequest, stream: bool = False
     ) -> AsyncGenerator[LlmResponse, None]:
-        """Call Gemini and count the call."""
+        """Call Gemini and count the call; a fault becomes a retry with a reason, or a clear error."""
         self._count_call(self.model)
-        async for response in super().generate_content_async(llm_request, stream=stream):
-            yield response
+        invocation = _invocation_id()
+        try:
+            async for response in super().generate_content_async(llm_request, stream=stream):
+                yield _usable(response)
+        except Exception as err:
+            fault = model_fault(err, model=self.model, invocation=invocation)
+            if fault is None:
+                raise
+            raise fault from None
+        gemini.succeeded(invocation)
+
+
+_DECLINED = ("SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION", "IMAGE_SAFETY")
+
+
+def _usable(response: LlmResponse) -> LlmResponse:
+    """Turn an answer that is not one into a clear final answer (declined) or a clear error (malformed, empty)."""
+    if response.content is not None and response.content.parts:
+        return response
+    reason = str(response.error_code or "")
+    if reason in _DECLINED or response.error_code is not None and "BLOCK" in reason:
+        text = f"Gemini declined to answer this (finishReason {reason}). Ask in other words, or ask something else."
+        return LlmResponse(
+            content=types.Content(role="model", parts=[types.Part.from_text(text=text)]),
+            turn_complete=True,
+            usage_metadata=response.usage_metadata,
+        )
+    label = f"finishReason {reason}" if reason else "no candidates"
+    raise TerminalError(
+        f"Gemini returned no usable answer ({label}): ask again, perhaps in other words", status_code=502
+    )
 
 
 def uses_gemini() -> bool:
     """Return True when a Gemini key is set in the environment."""
-    return any(os.environ.get(k) for k in _KEY_VARS)
+    return gemini.api_key() is not None
 
 
 def model_description() -> str:
     """Say which model agents run on, never showing the key."""
-    if uses_gemini():
-        which = next(k for k in _KEY_VARS if os.environ.get(k))
-        return f"Gemini ({os.environ.get('AGENT_MODEL', DEFAULT_GEMINI_MODEL)}), key from {which}"
+    found = gemini.api_key()
+    if found is not None:
+        where = os.environ.get("GOOGLE_GEMINI_BASE_URL")
+        at = f", at {where}" if where else ""
+        return f"Gemini ({gemini.gemini_model_name()}{at}), key from {found[0]}"
     return "the offline stand-in model (no GOOGLE_API_KEY or GEMINI_API_KEY set)"
+
+
+_SCRIPTS: dict[str, Script] = {}
+
+
+def script_for(name: str) -> Script | None:
+    """The offline script of the agent named `name`, if one was built in this process (the Gemini stub uses it)."""
+    return _SCRIPTS.get(name)
 
 
 def default_model(script: Script, *, name: str = "agent") -> OfflineModel | CountingGemini:
     """Return Gemini (`AGENT_MODEL`, default gemini-2.5-flash) if a key is set, else the offline model."""
+    _SCRIPTS[name] = script
     if uses_gemini():
-        return CountingGemini(model=os.environ.get("AGENT_MODEL", DEFAULT_GEMINI_MODEL), name=name)
+        return CountingGemini(model=gemini.gemini_model_name(), name=name)
     return OfflineModel(script=script, name=name)

@@ -124,7 +124,7 @@ def make_service(version: str, *, reordered: bool = False) -> restate.VirtualObj
         raise ValueError(f"unknown version {version!r}: choose v1, v2 or v3")
     agent = Agent(
         model=default_model(refund_script(version), name=f"refund_agent_{version}"),
-        name="refund_agent",
+        name=f"refund_agent_{version}",
         instruction=INSTRUCTIONS["v1" if version == "v1" else "v2"],
         tools=[_make_tool(version)],
     )

@@ -105,7 +105,50 @@ def status() -> int:
     print(f"The finished agents: {f'running (pid {agents})' if agents else 'not running (`make up` starts them)'}")
     counts = admin.query("SELECT status, count(*) AS n FROM sys_invocation GROUP BY status ORDER BY status")
     print("Invocations: " + (", ".join(f"{r['n']} {r['status']}" for r in counts) or "none yet"))
+    _say_waiting(admin)
     _say_paused(admin)
+    return 0
+
+
+def _say_waiting(admin: Admin) -> None:
+    """Name the invocations that back off, with the reason they wait (their last failure)."""
+    rows = admin.query(
+        "SELECT id, target, last_failure FROM sys_invocation WHERE status = 'backing-off' "
+        "ORDER BY modified_at DESC LIMIT 5"
+    )
+    if rows:
+        print("Backing off (each waits for its next try; the reason is its last failure):")
+        for row in rows:
+            reason = str(row.get("last_failure") or "").splitlines()[0] if row.get("last_failure") else "?"
+            print(f"  {row['target']}  {row['id']}: {reason}")
+
+
+def gemini_stub(port: int) -> int:
+    """Serve the Gemini stub, answering by every course agent's offline script, until stopped."""
+    import importlib
+    import pkgutil
+    import threading
+
+    from . import agents
+    from .agents import chat
+    from .gemini_stub import GeminiStub
+
+    for module in pkgutil.iter_modules(agents.__path__):
+        importlib.import_module(f"{agents.__name__}.{module.name}")
+    stub = GeminiStub(port=port, summarizer=chat.chat_script).start()
+    pid_file = data_dir() / "pids" / f"gemini-stub-{port}.pid"
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(str(os.getpid()))
+    print(f"Gemini stub at {stub.url}: export GOOGLE_GEMINI_BASE_URL={stub.url} GOOGLE_API_KEY=<anything>", flush=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stub.stop()
+        pid_file.unlink(missing_ok=True)
     return 0
 
 
@@ -129,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("server", help="start the server (or use a running one), without agents")
     sub.add_parser("down", help="stop the server and agent processes the kit started")
     sub.add_parser("status", help="is the server up, and what is registered")
+    stub = sub.add_parser("gemini-stub", help="serve a local Gemini API (the course's stand-in, with faults) on a port")
+    stub.add_argument("--port", type=int, default=0)
     serve = sub.add_parser("serve", help="serve services (module:attribute) on a port until stopped")
     serve.add_argument("--port", type=int, required=True)
     serve.add_argument("--parent-pid", type=int, help="stop serving when this process is gone")
@@ -145,6 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "down":
             return down()
+        if args.command == "gemini-stub":
+            return gemini_stub(args.port)
         if args.command == "serve":
             serve_forever(args.targets, args.port, args.parent_pid)
             return 0

@@ -207,6 +207,12 @@ class OfflineModel(_CountsCalls, BaseLlm):
     model: str = "offline"
     script: Any = Field(default=None, exclude=True)
 
+    def model_post_init(self, context: Any) -> None:
+        """Make the script known by the agent's name (the Gemini stub answers by it)."""
+        super().model_post_init(context)
+        if self.script is not None:
+            _SCRIPTS.setdefault(self.name, self.script)
+
     async def generate_content_async(
         self, llm_request: LlmRequest, stream: bool = False
     ) -> AsyncGenerator[LlmResponse, None]:

@@ -1,0 +1,229 @@
+"""The real model's path, run against the Gemini stub: normal answers, and every fault the stub can play.
+
+Each fault test fails without agent_lib.gemini's policy: without it a 429 is retried every 250 ms (the
+lesson retry policy), a bad key is retried 120 times and then paused, and an empty answer is a silent null.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from agent_lib.clients import Admin, Ingress, RestateError
+from agent_lib.gemini_stub import FAKE_KEY, GeminiStub, StubControl, StubRequest
+from agent_lib.server import RestateServer, free_port
+from agent_lib.serving import AgentProcess
+
+WEATHER = "agent_lib.agents.weather:weather_service"
+QUESTION = "What is the weather in New York?"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestateServer]:
+    base = tmp_path_factory.mktemp("restate-gemini")
+    with RestateServer(base, ingress_port=free_port(), admin_port=free_port(), node_port=free_port()) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def stub() -> Iterator[GeminiStub]:
+    with GeminiStub() as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def agent(server: RestateServer, stub: GeminiStub) -> Iterator[AgentProcess]:
+    from agent_lib.agents import weather  # noqa: F401 - the stub answers by the weather agent's script
+
+    env = {**stub.env(), "AGENT_MODEL_TIMEOUT": "1"}
+    with AgentProcess(WEATHER, admin=Admin(server.admin_url), env=env, name="gemini-weather") as proc:
+        yield proc
+
+
+@pytest.fixture
+def clients(server: RestateServer, agent: AgentProcess, stub: GeminiStub) -> Iterator[tuple[Admin, Ingress]]:
+    Admin(server.admin_url).register(agent.url)
+    stub.fault(None)
+    yield Admin(server.admin_url), Ingress(server.ingress_url)
+    stub.fault(None)
+
+
+def _key() -> str:
+    return f"gemini-{uuid.uuid4().hex[:10]}"
+
+
+def _generate_since(stub: GeminiStub, since: float) -> list[StubRequest]:
+    return [r for r in stub.requests(since) if r.path.endswith(":generateContent")]
+
+
+def _wait_status(admin: Admin, invocation_id: str, status: str, timeout: float = 30) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = admin.invocation(invocation_id)
+        if row and row.get("status") == status:
+            return row
+        time.sleep(0.2)
+    raise AssertionError(f"{invocation_id} did not reach {status}: {admin.invocation(invocation_id)}")
+
+
+def test_a_turn_runs_on_the_gemini_protocol_and_is_journaled(clients: tuple[Admin, Ingress], stub: GeminiStub) -> None:
+    admin, ingress = clients
+    since = time.time()
+    sent = ingress.send("WeatherAgent", "run", QUESTION, key=_key())
+    answer = ingress.attach(sent.invocation_id)
+    assert "New York" in answer and "sunny" in answer
+    assert answer != "The weather in New York is sunny, 72°F", "the stub phrases its own answers"
+    assert admin.steps(sent.invocation_id) == ["call LLM", "Get weather", "call LLM", "store session"]
+    calls = _generate_since(stub, since)
+    assert [(r.status, r.agent) for r in calls] == [(200, "weather_agent")] * 2, "the signature came back intact"
+
+
+def test_a_function_call_sent_back_without_its_signature_is_refused(stub: GeminiStub) -> None:
+    body = {
+        "contents": [
+            {"role": "user", "parts": [{"text": QUESTION}]},
+            {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "New York"}}}]},
+            {"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"result": "x"}}}]},
+        ],
+        "systemInstruction": {"parts": [{"text": 'Your internal name is "weather_agent".'}]},
+    }
+    url = f"{stub.url}/v1beta/models/gemini-2.5-flash:generateContent"
+    refused = httpx.post(url, json=body, headers={"x-goog-api-key": FAKE_KEY})
+    assert refused.status_code == 400 and "thought_signature" in refused.json()["error"]["message"]
+    body["contents"][1]["parts"][0]["thoughtSignature"] = "c2ln"  # type: ignore[index]
+    assert httpx.post(url, json=body, headers={"x-goog-api-key": FAKE_KEY}).status_code == 200
+
+
+def test_a_quota_429_waits_as_gemini_asks_then_the_turn_completes(
+    clients: tuple[Admin, Ingress], stub: GeminiStub
+) -> None:
+    admin, ingress = clients
+    stub.fault("quota", retry_delay=3)
+    since = time.time()
+    sent = ingress.send("WeatherAgent", "run", QUESTION, key=_key())
+    row = _wait_status(admin, sent.invocation_id, "backing-off")
+    assert "Gemini quota exhausted (429): next try in 3 s" in str(row["last_failure"])
+    assert row["last_failure_related_command_name"] == "call LLM"
+    time.sleep(8)
+    tries = len(_generate_since(stub, since))
+    assert 2 <= tries <= 4, f"{tries} requests in 8 s: the agent must wait the 3 s Gemini asked for"
+    stub.fault(None)
+    assert "New York" in ingress.attach(sent.invocation_id)
+    assert admin.steps(sent.invocation_id).count("Get weather") == 1
+
+
+def test_an_overloaded_model_backs_off_exponentially(clients: tuple[Admin, Ingress], stub: GeminiStub) -> None:
+    admin, ingress = clients
+    stub.fault("unavailable")
+    since = time.time()
+    sent = ingress.send("WeatherAgent", "run", QUESTION, key=_key())
+    row = _wait_status(admin, sent.invocation_id, "backing-off")
+    assert "Gemini is unavailable (503 UNAVAILABLE: The model is overloaded" in str(row["last_failure"])
+    time.sleep(9)
+    at = [r.at for r in _generate_since(stub, since)]
+    gaps = [round(b - a) for a, b in zip(at, at[1:], strict=False)]
+    assert len(at) <= 4 and gaps[:2] == [2, 4], f"requests {gaps} s apart: expected 2 s, then 4 s, then 8 s"
+    stub.fault(None)
+    assert "New York" in ingress.attach(sent.invocation_id)
+
+
+def test_a_500_heals_and_the_turn_completes(clients: tuple[Admin, Ingress], stub: GeminiStub) -> None:
+    _, ingress = clients
+    stub.fault("internal", times=1)
+    started = time.monotonic()
+    assert "New York" in ingress.call("WeatherAgent", "run", QUESTION, key=_key())
+    assert time.monotonic() - started < 15
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("bad_key", "Gemini rejected the API key (400 API_KEY_INVALID): check GOOGLE_API_KEY"),
+        ("denied", "Gemini refused this key (403 PERMISSION_DENIED"),
+        ("no_model", "Gemini has no model 'gemini-2.5-flash' (404): set AGENT_MODEL"),
+        ("malformed", "Gemini returned no usable answer (finishReason MALFORMED_FUNCTION_CALL)"),
+        ("empty", "Gemini returned no usable answer"),
+    ],
+)
+def test_a_fault_that_will_not_heal_ends_the_turn_at_once(
+    clients: tuple[Admin, Ingress], stub: GeminiStub, server: RestateServer, fault: str, message: str
+) -> None:
+    admin, ingress = clients
+    stub.fault(fault)
+    since, started = time.time(), time.monotonic()
+    with pytest.raises(RestateError) as err:
+        ingress.call("WeatherAgent", "run", QUESTION, key=_key())
+    assert time.monotonic() - started < 5, "the caller hears at once"
+    assert err.value.status == 502 and message in err.value.message
+    assert len(_generate_since(stub, since)) == 1, "never retried"
+    assert FAKE_KEY not in err.value.message
+
+
+def test_the_key_never_appears_in_messages_journal_state_or_logs(
+    clients: tuple[Admin, Ingress], stub: GeminiStub, agent: AgentProcess
+) -> None:
+    admin, ingress = clients
+    stub.fault("denied")
+    with pytest.raises(RestateError) as err:
+        ingress.call("WeatherAgent", "run", QUESTION, key=_key())
+    assert "<your API key>" in err.value.message, "Gemini's 403 names the key; the agent hides it"
+    stub.fault("quota", retry_delay=2)
+    sent = ingress.send("WeatherAgent", "run", QUESTION, key=_key())
+    _wait_status(admin, sent.invocation_id, "backing-off")
+    stub.fault(None)
+    ingress.attach(sent.invocation_id)
+    tables = ["sys_journal", "sys_invocation", "state", "sys_journal_events"]
+    for table in tables:
+        rows = admin.query(f"SELECT * FROM {table}")
+        assert FAKE_KEY not in json.dumps(rows, default=str), f"the key is in {table}"
+    assert FAKE_KEY not in Path(agent.log_path).read_text()
+
+
+def test_safety_is_a_clear_final_answer_not_a_retry(clients: tuple[Admin, Ingress], stub: GeminiStub) -> None:
+    _, ingress = clients
+    stub.fault("safety")
+    since = time.time()
+    answer = ingress.call("WeatherAgent", "run", QUESTION, key=_key())
+    assert answer.startswith("Gemini declined to answer this (finishReason SAFETY)")
+    assert len(_generate_since(stub, since)) == 1
+
+
+def test_a_slow_answer_times_out_and_is_tried_again(clients: tuple[Admin, Ingress], stub: GeminiStub) -> None:
+    admin, ingress = clients
+    stub.fault("slow", times=1, delay=4)
+    sent = ingress.send("WeatherAgent", "run", QUESTION, key=_key())
+    row = _wait_status(admin, sent.invocation_id, "backing-off")
+    assert "Gemini did not answer within 1 s: next try in 2 s" in str(row["last_failure"])
+    assert "New York" in ingress.attach(sent.invocation_id)
+
+
+def test_no_connection_backs_off_until_gemini_is_back(server: RestateServer) -> None:
+    from agent_lib.agents import weather  # noqa: F401
+
+    port = free_port()
+    env = {"GOOGLE_API_KEY": FAKE_KEY, "GOOGLE_GEMINI_BASE_URL": f"http://127.0.0.1:{port}"}
+    admin, ingress = Admin(server.admin_url), Ingress(server.ingress_url)
+    with AgentProcess(WEATHER, admin=admin, env=env, name="gemini-refused") as proc:
+        admin.register(proc.url)
+        sent = ingress.send("WeatherAgent", "run", QUESTION, key=_key())
+        row = _wait_status(admin, sent.invocation_id, "backing-off")
+        assert f"cannot reach Gemini at http://127.0.0.1:{port} (ConnectError" in str(row["last_failure"])
+        with GeminiStub(port=port):
+            assert "New York" in ingress.attach(sent.invocation_id)
+
+
+def test_a_stub_in_another_process_is_switched_over_http(stub: GeminiStub) -> None:
+    control = StubControl(stub.url)
+    control.fault("quota", times=1)
+    url = f"{stub.url}/v1beta/models/gemini-2.5-flash"
+    assert httpx.get(url, headers={"x-goog-api-key": FAKE_KEY}).status_code == 429
+    assert httpx.get(url, headers={"x-goog-api-key": FAKE_KEY}).status_code == 200
+    assert [r.status for r in control.requests()][-2:] == [429, 200]
+    with pytest.raises(ValueError, match="unknown fault 'quotas'"):
+        control.fault("quotas")

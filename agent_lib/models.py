@@ -37,6 +37,7 @@ __all__ = [
     "CountingGemini",
     "OfflineModel",
     "Reply",
+    "SUMMARY_PREFIX",
     "Script",
     "ToolResult",
     "ToolRule",
@@ -130,12 +131,19 @@ def read_turn(request: LlmRequest) -> Turn:
     )
 
 
+SUMMARY_PREFIX = "Conversation Language:"
+"""How a compaction summary starts: ADK's summarizer prompt asks the model to open with the language."""
+
+
 def turn_from_contents(contents: Sequence[types.Content], tools: Sequence[str], instruction: str = "") -> Turn:
-    """Read what the model sees out of a conversation's contents (ADK's or Gemini's wire format, parsed)."""
+    """Read what the model sees out of a conversation's contents (ADK's or Gemini's wire format, parsed).
+
+    A compaction summary (lesson 03) counts as something the user said earlier: it stands for their words.
+    """
     user_texts: list[tuple[int, str]] = []
     results: list[tuple[int, ToolResult]] = []
     for i, content in enumerate(contents):
-        if content.role == "user":
+        if content.role == "user" or _text_of(content).startswith(SUMMARY_PREFIX):
             results += [(i, r) for r in _results_of(content)]
             text = _text_of(content)
             if text and not text.startswith("For context:"):

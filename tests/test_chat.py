@@ -18,12 +18,11 @@ from google.genai import types
 from agent_lib.agents.chat import (
     PLAN_SECONDS_ENV,
     SUMMARY_PREFIX,
-    _SummaryReadingModel,
     chat_script,
     drop_compacted_events,
 )
 from agent_lib.clients import Admin, Ingress, RestateError
-from agent_lib.models import Call, Turn, read_turn
+from agent_lib.models import Call, OfflineModel, Turn, read_turn
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
 from agent_lib.sessions import conversation, measure_growth, session_events, stored_session, user_messages
@@ -66,7 +65,7 @@ def test_script_plans_trips_with_the_tool() -> None:
 _SEEN: list[LlmRequest] = []
 
 
-class _Recorder(_SummaryReadingModel):
+class _Recorder(OfflineModel):
     """The offline chat model, keeping the requests it saw."""
 
     async def generate_content_async(self, llm_request: LlmRequest, stream: bool = False):  # type: ignore[no-untyped-def]

@@ -18,7 +18,7 @@ import asyncio
 import os
 import re
 import warnings
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import Iterable
 
 import restate
 from google.adk import Runner
@@ -27,12 +27,10 @@ from google.adk.apps.app import App, EventsCompactionConfig
 from google.adk.apps.llm_event_summarizer import LlmEventSummarizer
 from google.adk.events.event import Event
 from google.adk.models.base_llm import BaseLlm
-from google.adk.models.llm_request import LlmRequest
-from google.adk.models.llm_response import LlmResponse
 from google.adk.sessions import Session
 from restate.ext.adk import RestateEventSummarizer, RestatePlugin, RestateSessionService, restate_object_context
 
-from ..models import Call, OfflineModel, Reply, Turn, default_model, uses_gemini
+from ..models import SUMMARY_PREFIX, Call, Reply, Turn, default_model, uses_gemini
 from ._common import LESSON_RETRY_POLICY, final_text, require_message, user_message
 
 __all__ = [
@@ -55,8 +53,6 @@ SESSION_ID = "session"
 PLAN_SECONDS_ENV = "CHAT_PLAN_SECONDS"
 """Environment variable: how long the trip planner takes, in seconds (default 0.5)."""
 
-SUMMARY_PREFIX = "Conversation Language:"
-"""How a summary starts: ADK's summarizer prompt asks the model to open with the language."""
 
 _SUMMARIZER_PROMPT = LlmEventSummarizer._DEFAULT_PROMPT_TEMPLATE.split("{")[0].strip()[:60]
 _NAME = re.compile(r"\b(?:[Mm]y name is|[Cc]all me|[Tt]he user's name is)\s+([A-Z][\w'-]*)")
@@ -126,26 +122,8 @@ def chat_script(turn: Turn) -> Reply:
     return "I am a travel chat assistant: tell me your name, a city you would like to visit, or ask me to plan a trip."
 
 
-class _SummaryReadingModel(OfflineModel):
-    """The offline model, reading compaction summaries too (it otherwise reads only the user's words)."""
-
-    async def generate_content_async(
-        self, llm_request: LlmRequest, stream: bool = False
-    ) -> AsyncGenerator[LlmResponse, None]:
-        """Show the script earlier summaries as part of the history, then answer."""
-        request = llm_request.model_copy(deep=True)
-        for content in request.contents:
-            texts = [p.text for p in content.parts or [] if p.text]
-            if content.role == "model" and texts and texts[0].startswith(SUMMARY_PREFIX):
-                content.role = "user"
-        async for response in super().generate_content_async(request, stream=stream):
-            yield response
-
-
 def _chat_model(name: str) -> BaseLlm:
-    if uses_gemini():
-        return default_model(chat_script, name=name)
-    return _SummaryReadingModel(script=chat_script, name=name)
+    return default_model(chat_script, name=name)
 
 
 async def plan_trip(city: str) -> str:

@@ -8,6 +8,7 @@ process, a test or `python -m agent_lib up` serves it.
 
 from __future__ import annotations
 
+import os
 import re
 
 import restate
@@ -69,7 +70,18 @@ agent = Agent(
 app = App(name="agents", root_agent=agent, plugins=[RestatePlugin()])
 runner = Runner(app=app, session_service=RestateSessionService())
 
-weather_service = restate.VirtualObject("WeatherAgent")
+SERVICE_NAME_ENV = "WEATHER_SERVICE_NAME"
+"""Serve this agent under another name (lesson 02 runs a copy on the Gemini stub beside the finished one)."""
+
+
+def _service_name() -> str:
+    name = os.environ.get(SERVICE_NAME_ENV, "WeatherAgent")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+        raise ValueError(f"{SERVICE_NAME_ENV}={name!r} is not a service name: use letters and digits, e.g. MyWeather")
+    return name
+
+
+weather_service = restate.VirtualObject(_service_name())
 
 
 @weather_service.handler(input_serde=JSON_INPUT, invocation_retry_policy=LESSON_RETRY_POLICY)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from . import server as _server
 from ._paths import REPO_ROOT
 from .clients import Admin, admin_url, ingress_url
+from .gemini import check_key
 from .models import model_description
 
 __all__ = ["Check", "pinned_packages", "run_checks"]
@@ -82,7 +83,7 @@ def _port(what: str, url: str, server_up: bool) -> Check:
 
 
 def run_checks() -> list[Check]:
-    """Run every check: Python, pinned packages, the server binary, the ports and the model."""
+    """Run every check: Python, pinned packages, the server binary, the ports and the model (and its key)."""
     server_up = Admin(admin_url()).health()
     return [
         _python(),
@@ -90,5 +91,13 @@ def run_checks() -> list[Check]:
         _binary(),
         _port("ingress", ingress_url(), server_up),
         _port("admin API and UI", admin_url(), server_up),
-        Check("model", True, f"agents run on {model_description()}"),
+        _model(),
     ]
+
+
+def _model() -> Check:
+    """With a key, ask Gemini once whether it accepts it; without one, say the offline model is in use."""
+    verdict = check_key()
+    if verdict.state == "offline":
+        return Check("model", True, f"agents run on {model_description()}")
+    return Check("model", verdict.ok, f"{verdict.state}: {verdict.detail}", verdict.fix)

@@ -227,3 +227,53 @@ def test_a_stub_in_another_process_is_switched_over_http(stub: GeminiStub) -> No
     assert [r.status for r in control.requests()][-2:] == [429, 200]
     with pytest.raises(ValueError, match="unknown fault 'quotas'"):
         control.fault("quotas")
+
+
+@pytest.mark.parametrize(
+    ("fault", "model", "state", "says"),
+    [
+        (None, "gemini-2.5-flash", "valid", "Gemini (gemini-2.5-flash) accepts the key in GOOGLE_API_KEY"),
+        ("bad_key", "gemini-2.5-flash", "rejected", "Gemini rejected the API key (400 API_KEY_INVALID)"),
+        ("denied", "gemini-2.5-flash", "rejected", "Gemini refused this key (403 PERMISSION_DENIED"),
+        (None, "gemni-2.5-flash", "rejected", "Gemini has no model 'gemni-2.5-flash' (404)"),
+        ("quota", "gemini-2.5-flash", "quota", "the key in GOOGLE_API_KEY works, but its Gemini quota is exhausted"),
+        ("unavailable", "gemini-2.5-flash", "unreachable", "Gemini did not answer (Gemini is unavailable (503"),
+    ],
+)
+def test_doctor_checks_the_key_with_one_cheap_call(
+    stub: GeminiStub, monkeypatch: pytest.MonkeyPatch, fault: str | None, model: str, state: str, says: str
+) -> None:
+    from agent_lib.doctor import run_checks
+    from agent_lib.gemini import check_key
+
+    for name, value in stub.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AGENT_MODEL", model)
+    stub.fault(fault)
+    since = time.time()
+    verdict = check_key()
+    stub.fault(None)
+    assert (verdict.state, verdict.ok) == (state, state == "valid")
+    assert says in verdict.detail and FAKE_KEY not in verdict.detail + verdict.fix
+    assert [r.method for r in stub.requests(since)] == ["GET"], "one cheap call, not a generation"
+    assert verdict.ok or verdict.fix, "a problem comes with its fix"
+    if state == "rejected" and "404" in says:
+        assert "AGENT_MODEL" in verdict.fix
+    stub.fault(fault)
+    model_check = next(c for c in run_checks() if c.area == "model")
+    stub.fault(None)
+    assert model_check.ok == verdict.ok and model_check.detail == f"{state}: {verdict.detail}"
+
+
+def test_doctor_says_when_gemini_cannot_be_reached_or_no_key_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent_lib.gemini import check_key
+
+    monkeypatch.setenv("GOOGLE_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", f"http://127.0.0.1:{free_port()}")
+    unreachable = check_key(timeout=3)
+    assert unreachable.state == "unreachable" and "cannot reach Gemini" in unreachable.detail
+    assert "network" in unreachable.fix
+    monkeypatch.delenv("GOOGLE_API_KEY")
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    offline = check_key()
+    assert (offline.state, offline.ok) == ("offline", True) and "offline stand-in model" in offline.detail

@@ -17,7 +17,7 @@ checks a script's exact words on Gemini fails here too.
 Faults are switched on from a test or a notebook, in this process (`stub.fault("quota")`) or in
 another one (`StubControl(url).fault("quota")`):
 
-    quota        429 RESOURCE_EXHAUSTED, with RetryInfo (retryDelay, 20 s unless told)
+    quota        429 RESOURCE_EXHAUSTED, with RetryInfo (retryDelay, 20 s unless told; none if retry_delay=0)
     internal     500 INTERNAL
     unavailable  503 UNAVAILABLE (the model is overloaded)
     bad_key      400 INVALID_ARGUMENT, reason API_KEY_INVALID
@@ -117,8 +117,12 @@ def _fault_answer(fault: str, model: str, key: str, retry_delay: float) -> tuple
                         }
                     ],
                 },
-                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_delay:g}s"},
-            ],
+            ]
+            + (
+                [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_delay:g}s"}]
+                if retry_delay > 0
+                else []
+            ),
         )
     if fault == "internal":
         return 500, _error(

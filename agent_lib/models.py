@@ -258,15 +258,19 @@ class CountingGemini(_CountsCalls, Gemini):
         """Call Gemini and count the call; a fault becomes a retry with a reason, or a clear error."""
         self._count_call(self.model)
         invocation = _invocation_id()
-        try:
-            async for response in super().generate_content_async(llm_request, stream=stream):
-                yield _usable(response)
-        except Exception as err:
-            fault = model_fault(err, model=self.model, invocation=invocation)
-            if fault is None:
-                raise
-            raise fault from None
-        gemini.succeeded(invocation)
+        responses = super().generate_content_async(llm_request, stream=stream)
+        while True:
+            try:
+                response = await anext(responses)
+            except StopAsyncIteration:
+                return
+            except Exception as err:
+                fault = model_fault(err, model=self.model, invocation=invocation)
+                if fault is None:
+                    raise
+                raise fault from None
+            gemini.succeeded(invocation)
+            yield _usable(response)
 
 
 _DECLINED = ("SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION", "IMAGE_SAFETY")

@@ -3,11 +3,18 @@
 Lesson 01 introduces them. Every non-2xx answer raises `RestateError`, carrying
 Restate's own message. Calls to an agent served inside this notebook's kernel must not
 block the kernel's event loop, so those have async twins: `await ingress.acall(...)`.
+
+The admin API asks again, for up to `retry_for` seconds, when the server answers that it
+cannot answer *yet*: a cluster's partitions moving after a node came back ("expecting a
+partition store"), a "not ready", a connection refused or reset while a node returns. A
+mistake (a malformed invocation id, SQL that names no such table) fails at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -16,7 +23,7 @@ import httpx
 
 from .server import DEFAULT_ADMIN_PORT, DEFAULT_INGRESS_PORT
 
-__all__ = ["Admin", "Ingress", "RestateError", "SendResult", "admin_url", "ingress_url"]
+__all__ = ["Admin", "Ingress", "RestateError", "SendResult", "admin_url", "ingress_url", "transient"]
 
 _UNSET: Any = object()
 
@@ -79,6 +86,22 @@ def _decode(response: httpx.Response) -> Any:
     return response.text
 
 
+_MISTAKES = ("valid invocation id", "Error during planning", "Schema error", "SQL error")
+"""Parts of a 5xx's message that mean the request itself is wrong: asking again cannot help."""
+
+_RESET = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+"""The connection broke after the request was sent (a node going down or coming back)."""
+
+
+def transient(err: RestateError) -> bool:
+    """Return True if Restate's answer means "not now": a 5xx that names no mistake in the request.
+
+    A malformed invocation id, SQL that does not plan, or an error with a Restate code (e.g. META0003: the
+    deployment did not answer discovery) is about the request, so asking again cannot help.
+    """
+    return err.status >= 500 and err.code is None and not any(m in err.message for m in _MISTAKES)
+
+
 def _connect_error(base: str, err: httpx.ConnectError, what: str) -> ConnectionError:
     return ConnectionError(
         f"cannot reach the Restate {what} at {base} ({err}): is the server running? "
@@ -93,26 +116,89 @@ def _target(service: str, handler: str, key: str | None) -> str:
     return "/" + "/".join(quote(p, safe="") for p in parts)
 
 
+class _Attempts:
+    """One request's attempts: whether to ask again after an error, and how long to wait first."""
+
+    def __init__(self, owner: _Http, method: str, path: str, retry: bool) -> None:
+        self.owner = owner
+        self.method = method
+        self.path = path
+        self.started = time.monotonic()
+        self.deadline = self.started + (owner.retry_for if retry else 0.0)
+        self.delay = 0.2
+        self.tries = 0
+        self.safe = method in ("GET", "HEAD") or path == "/query"
+        """Read-only: asking again is harmless even if the first request reached the server."""
+
+    def wait_before_next(self, err: Exception) -> float:
+        """Return the seconds to wait before the next attempt, or raise the error that ends them."""
+        self.tries += 1
+        if isinstance(err, RestateError):
+            if not transient(err):
+                raise err
+        elif isinstance(err, httpx.ConnectError):
+            if not self.owner._answered:
+                raise _connect_error(self.owner.url, err, self.owner.what) from None
+        elif not (isinstance(err, _RESET) and self.safe):
+            raise err
+        now = time.monotonic()
+        if now + self.delay > self.deadline:
+            raise self._given_up(err, now - self.started) from None
+        delay, self.delay = self.delay, min(self.delay * 2, 2.0)
+        return delay
+
+    def _given_up(self, err: Exception, elapsed: float) -> Exception:
+        if self.tries == 1:
+            if isinstance(err, httpx.ConnectError):
+                return _connect_error(self.owner.url, err, self.owner.what)
+            return err
+        tried = f"asked {self.tries} times over {elapsed:.1f}s and gave up"
+        if isinstance(err, RestateError):
+            return RestateError(
+                err.status,
+                f"{err.message} ({tried}: the server was not ready to answer; if it is a cluster whose node just "
+                "came back, wait until every node is healthy and ask again, or pass a longer retry_for)",
+                method=self.method,
+                url=err.url,
+                code=err.code,
+            )
+        return ConnectionError(
+            f"the Restate {self.owner.what} at {self.owner.url} stopped answering ({tried}; the last error: "
+            f"{type(err).__name__}: {err}): is the server (or this cluster node) running? "
+            "Start it again, or ask another node"
+        )
+
+
 class _Http:
     what = "server"
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, retry_for: float = 0.0) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.retry_for = retry_for
+        self._answered = False
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            return _decode(self._http.request(method, path, **kwargs))
-        except httpx.ConnectError as err:
-            raise _connect_error(self.url, err, self.what) from None
+    def _request(self, method: str, path: str, *, retry: bool = True, **kwargs: Any) -> Any:
+        attempts = _Attempts(self, method, path, retry)
+        while True:
+            try:
+                response = self._http.request(method, path, **kwargs)
+                self._answered = True
+                return _decode(response)
+            except (RestateError, httpx.TransportError) as err:
+                time.sleep(attempts.wait_before_next(err))
 
-    async def _arequest(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            async with httpx.AsyncClient(base_url=self.url, timeout=self.timeout) as http:
-                return _decode(await http.request(method, path, **kwargs))
-        except httpx.ConnectError as err:
-            raise _connect_error(self.url, err, self.what) from None
+    async def _arequest(self, method: str, path: str, *, retry: bool = True, **kwargs: Any) -> Any:
+        attempts = _Attempts(self, method, path, retry)
+        while True:
+            try:
+                async with httpx.AsyncClient(base_url=self.url, timeout=self.timeout) as http:
+                    response = await http.request(method, path, **kwargs)
+                self._answered = True
+                return _decode(response)
+            except (RestateError, httpx.TransportError) as err:
+                await asyncio.sleep(attempts.wait_before_next(err))
 
     def close(self) -> None:
         """Close the underlying connection pool."""
@@ -128,7 +214,7 @@ class Ingress(_Http):
     what = "ingress"
 
     def __init__(self, url: str | None = None, *, timeout: float = 120.0) -> None:
-        super().__init__(url or ingress_url(), timeout)
+        super().__init__(url or ingress_url(), timeout, retry_for=0.0)
 
     @staticmethod
     def _call_args(body: Any, idempotency_key: str | None, raw: bool) -> dict[str, Any]:
@@ -206,17 +292,22 @@ class Ingress(_Http):
 
 
 class Admin(_Http):
-    """The admin API: deployments, services, SQL over the server's tables, invocation control."""
+    """The admin API: deployments, services, SQL over the server's tables, invocation control.
+
+    A "not now" from the server (see `transient`) is asked again for up to `retry_for` seconds; a
+    refused or reset connection too, once this client has had an answer (a node coming back), so a
+    server that was never there still fails at once.
+    """
 
     what = "admin API"
 
-    def __init__(self, url: str | None = None, *, timeout: float = 30.0) -> None:
-        super().__init__(url or admin_url(), timeout)
+    def __init__(self, url: str | None = None, *, timeout: float = 30.0, retry_for: float = 30.0) -> None:
+        super().__init__(url or admin_url(), timeout, retry_for=retry_for)
 
     def health(self) -> bool:
-        """Return True if the admin API answers."""
+        """Return True if the admin API answers (asked once: this is a probe)."""
         try:
-            self._request("GET", "/health")
+            self._request("GET", "/health", retry=False)
         except (RestateError, ConnectionError):
             return False
         return True

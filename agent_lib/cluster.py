@@ -316,7 +316,7 @@ class RestateCluster:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                return Admin(self.admin_url).query(sql)
+                return Admin(self.admin_url, retry_for=max(0.0, min(10.0, deadline - time.monotonic()))).query(sql)
             except (RestateError, ConnectionError, httpx.HTTPError) as err:
                 if time.monotonic() > deadline:
                     raise ServerError(f"the cluster did not answer the query within {timeout:.0f}s: {err}") from err

@@ -7,7 +7,8 @@ the ones the seed example uses: ingress 8080, admin API and UI 9070, data in `.r
     with RestateServer(base_dir=tmp, ingress_port=18080, admin_port=19070, node_port=15122) as srv:
         ...  # srv.ingress_url, srv.admin_url
 
-`RestateCluster` starts several nodes of one cluster on loopback (lesson 08).
+A cluster of several such servers is `agent_lib.cluster.RestateCluster` (lesson 08); it builds on
+this module, never the other way round.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ __all__ = [
     "DEFAULT_INGRESS_PORT",
     "DEFAULT_NODE_PORT",
     "ExternalServer",
-    "RestateCluster",  # noqa: F822 - lent lazily by __getattr__ below
     "RestateServer",
     "ServerError",
     "connect",
@@ -437,12 +437,3 @@ def connect(timeout: float = 60.0) -> RestateServer | ExternalServer:
     if default.healthy():
         return default
     return RestateServer(die_with_parent=False).start(timeout)
-
-
-def __getattr__(name: str) -> object:
-    """Lend `RestateCluster` (lesson 08) from agent_lib.cluster, which builds on this module."""
-    if name == "RestateCluster":
-        from .cluster import RestateCluster
-
-        return RestateCluster
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from agent_lib.clients import Admin, Ingress, RestateError
 from agent_lib.serving import AgentProcess
+
+PARTITION_MOVING = (500, {"message": "Datafusion error: External error: expecting a partition store for partition 3"})
+MALFORMED_ID = (500, {"message": "Datafusion error: External error: non valid invocation id"})
+ROWS = (200, {"rows": [{"n": 1}]})
+HANG_UP = (0, {})
+"""Close the connection without an answer, as a node going down does."""
 
 
 def _wait_for(predicate: Any, timeout: float = 30.0) -> Any:
@@ -123,3 +134,134 @@ def test_control_of_an_unknown_invocation_is_a_4xx(admin: Admin) -> None:
 def test_query_df(admin: Admin, test_services: AgentProcess) -> None:
     df = admin.query_df("SELECT name FROM sys_service ORDER BY name")
     assert "TestEcho" in set(df["name"])
+
+
+class FakeAdmin:
+    """A stdlib HTTP server on a free port that answers each request with the next scripted answer."""
+
+    def __init__(self, answers: list[tuple[int, dict[str, Any]]]) -> None:
+        self.answers = answers
+        self.requests: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                self.rfile.read(length)
+                fake.requests.append(f"{self.command} {self.path}")
+                status, body = fake.answers[min(len(fake.requests), len(fake.answers)) - 1]
+                if status == 0:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PATCH = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_admin() -> Iterator[Any]:
+    started: list[FakeAdmin] = []
+
+    def start(*answers: tuple[int, dict[str, Any]]) -> FakeAdmin:
+        started.append(FakeAdmin(list(answers)))
+        return started[-1]
+
+    yield start
+    for fake in started:
+        fake.close()
+
+
+def test_admin_asks_again_while_a_clusters_partitions_move(fake_admin: Any) -> None:
+    fake = fake_admin(PARTITION_MOVING, PARTITION_MOVING, ROWS)
+    assert Admin(fake.url, retry_for=10).query("SELECT 1 AS n") == [{"n": 1}]
+    assert fake.requests == ["POST /query"] * 3
+
+
+def test_admin_gives_up_after_its_deadline_and_says_so(fake_admin: Any) -> None:
+    fake = fake_admin(PARTITION_MOVING)
+    started = time.monotonic()
+    with pytest.raises(RestateError) as err:
+        Admin(fake.url, retry_for=1.0).query("SELECT 1 AS n")
+    took = time.monotonic() - started
+    assert 0.5 <= took < 5, took
+    assert err.value.status == 500
+    assert "expecting a partition store" in err.value.message
+    assert f"asked {len(fake.requests)} times over" in err.value.message and "gave up" in err.value.message
+    assert len(fake.requests) >= 3
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        MALFORMED_ID,
+        (500, {"message": "Datafusion error: Error during planning: table 'restate.public.no_table' not found"}),
+        (500, {"message": "[META0003] error when calling 'http://127.0.0.1:1/'", "restate_code": "META0003"}),
+        (404, {"message": "The requested service 'NoSuch' does not exist"}),
+    ],
+    ids=["malformed-id", "bad-sql", "restate-code", "4xx"],
+)
+def test_a_mistake_in_the_request_fails_at_once(fake_admin: Any, answer: tuple[int, dict[str, Any]]) -> None:
+    fake = fake_admin(answer, ROWS)
+    started = time.monotonic()
+    with pytest.raises(RestateError) as err:
+        Admin(fake.url, retry_for=30).query("SELECT * FROM sys_invocation WHERE id = 'inv_1x'")
+    assert time.monotonic() - started < 2
+    assert fake.requests == ["POST /query"]
+    assert err.value.message == answer[1]["message"]
+
+
+def test_admin_asks_again_when_a_returning_node_hangs_up(fake_admin: Any) -> None:
+    fake = fake_admin(ROWS, HANG_UP, HANG_UP, ROWS)
+    admin = Admin(fake.url, retry_for=10)
+    assert admin.query("SELECT 1 AS n") == [{"n": 1}]
+    assert admin.query("SELECT 1 AS n") == [{"n": 1}]
+    assert len(fake.requests) == 4
+
+
+def test_admin_waits_for_a_node_that_answered_before_to_listen_again(fake_admin: Any) -> None:
+    fake = fake_admin(ROWS)
+    admin = Admin(fake.url, retry_for=1.0)
+    assert admin.query("SELECT 1 AS n") == [{"n": 1}]
+    fake.close()
+    started = time.monotonic()
+    with pytest.raises(ConnectionError, match=r"stopped answering \(asked \d+ times over .* gave up"):
+        admin.query("SELECT 1 AS n")
+    assert time.monotonic() - started >= 0.5
+
+
+def test_admin_of_a_server_that_never_answered_fails_at_once() -> None:
+    started = time.monotonic()
+    with pytest.raises(ConnectionError, match="is the server running.*make server"):
+        Admin("http://127.0.0.1:1", retry_for=30).query("SELECT 1")
+    assert time.monotonic() - started < 2
+
+
+def test_async_admin_calls_ask_again_too(fake_admin: Any) -> None:
+    fake = fake_admin(PARTITION_MOVING, (200, {"id": "dp_1", "services": []}))
+    answer = asyncio.run(Admin(fake.url, retry_for=10).aregister("http://127.0.0.1:1"))
+    assert answer["id"] == "dp_1" and len(fake.requests) == 2
+
+
+def test_ingress_and_health_probe_ask_once(fake_admin: Any) -> None:
+    fake = fake_admin(PARTITION_MOVING, PARTITION_MOVING, ROWS)
+    with pytest.raises(RestateError):
+        Ingress(fake.url).call("X", "y")
+    assert not Admin(fake.url, retry_for=10).health()
+    assert len(fake.requests) == 2

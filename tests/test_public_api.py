@@ -76,3 +76,59 @@ def test_bottom_floor_does_not_import_upper_floors() -> None:
             assert f"from .{upper}" not in source and f"agent_lib.{upper}" not in source, (
                 f"{module}.py (bottom floor) imports {upper}"
             )
+
+
+def _imports(path: Path) -> set[str]:
+    """Return the agent_lib modules a source file imports, anywhere in it (lazy imports in functions too)."""
+    package = "agent_lib." + ".".join(path.relative_to(Path(agent_lib.__file__).parent).with_suffix("").parts)
+    package = package.rsplit(".", 1)[0] if path.name != "__init__.py" else package.removesuffix(".__init__")
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("agent_lib"))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            if module.startswith("agent_lib"):
+                found.add(module)
+                found.update(f"{module}.{a.name}" for a in node.names)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    root = Path(agent_lib.__file__).parent
+    modules = {
+        "agent_lib." + ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in root.rglob("*.py")
+    }
+    return {name: _imports(path) & set(modules) - {name} for name, path in modules.items()}
+
+
+def test_import_graph_is_read_right() -> None:
+    graph = _graph()
+    assert "agent_lib.server" in graph["agent_lib.cluster"]
+    assert "agent_lib.clients" in graph["agent_lib.check._core"]
+    assert "agent_lib.ledger" in graph["agent_lib.check._core"]
+
+
+def test_server_and_cluster_do_not_import_each_other() -> None:
+    """cluster.py builds on server.py; server.py knows nothing of clusters (not even lazily)."""
+    graph = _graph()
+    assert "agent_lib.cluster" not in graph["agent_lib.server"], "server.py imports cluster.py: that is a cycle"
+
+
+def test_no_module_of_the_bottom_and_middle_floors_is_in_an_import_cycle() -> None:
+    graph = _graph()
+    top = {"agent_lib", "agent_lib.__main__"}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in graph[start] - top:
+            if nxt == goal or (nxt not in seen and (seen.add(nxt) or reaches(nxt, goal, seen))):
+                return True
+        return False
+
+    cycles = sorted(m for m in graph if m not in top and reaches(m, m, set()))
+    assert not cycles, f"these modules import themselves through others: {cycles}"

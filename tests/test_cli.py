@@ -102,7 +102,7 @@ def test_down_leaves_alone_a_program_that_took_a_stale_pid(tmp_path: Path) -> No
         stranger.wait()
 
 
-def test_status_counts_invocations_and_names_the_paused_ones(
+def test_status_names_what_backs_off_and_why_and_the_paused_ones(
     restate_server: RestateServer, test_services: AgentProcess
 ) -> None:
     ingress, admin = Ingress(restate_server.ingress_url), Admin(restate_server.admin_url)
@@ -110,6 +110,13 @@ def test_status_counts_invocations_and_names_the_paused_ones(
     deadline = time.monotonic() + 30
     while not (admin.invocation(sent.invocation_id) or {}).get("last_failure") and time.monotonic() < deadline:
         time.sleep(0.1)
+    env = {"RESTATE_ADMIN_URL": restate_server.admin_url, "AGENTS_PORT": str(free_port())}
+    waiting = ""
+    for _ in range(5):  # between two tries it is backing-off; a try itself takes a few ms
+        waiting = _cli("status", env=env).stdout
+        if "Backing off" in waiting:
+            break
+    assert f"TestAlwaysFails/attempt  {sent.invocation_id}: " in waiting and "the scanner is broken" in waiting, waiting
     admin.pause(sent.invocation_id)
     while admin.status(sent.invocation_id) != "paused" and time.monotonic() < deadline:
         time.sleep(0.1)

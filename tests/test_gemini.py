@@ -313,3 +313,25 @@ def test_the_backoff_starts_over_after_a_model_call_succeeds(stub: GeminiStub, m
     assert "stub" in asyncio.run(once())
     stub.fault("unavailable", times=1)
     assert asyncio.run(once()).endswith("next try in 2 s"), "a success resets the backoff"
+
+
+def test_google_genai_reads_the_stub_streamed_and_not(stub: GeminiStub) -> None:
+    from google.genai import Client, types
+
+    from agent_lib.agents import weather  # noqa: F401
+
+    client = Client(api_key=FAKE_KEY, http_options=types.HttpOptions(base_url=stub.url))
+    config = types.GenerateContentConfig(
+        system_instruction='You are an agent. Your internal name is "weather_agent".',
+        tools=[types.Tool(function_declarations=[types.FunctionDeclaration(name="get_weather")])],
+    )
+    whole = client.models.generate_content(model="gemini-2.5-flash", contents="Weather in Oslo?", config=config)
+    chunks = list(
+        client.models.generate_content_stream(model="gemini-2.5-flash", contents="Weather in Oslo?", config=config)
+    )
+    for answer in (whole, chunks[0]):
+        call = answer.candidates[0].content.parts[0]  # type: ignore[index, union-attr]
+        assert call.function_call is not None and call.function_call.args == {"city": "Oslo"}
+        assert call.thought_signature, "Gemini 2.5 signs its function calls"
+        assert answer.response_id and answer.model_version == "gemini-2.5-flash"
+        assert answer.usage_metadata is not None and answer.usage_metadata.total_token_count

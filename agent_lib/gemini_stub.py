@@ -397,7 +397,12 @@ def _handler(stub: GeminiStub) -> type[BaseHTTPRequestHandler]:
         def _serve(self, method: str) -> None:
             path = self.path.split("?", 1)[0]
             match = _PATH.match(path)
-            body = self._body() if method == "POST" else {}
+            try:
+                body = self._body() if method == "POST" else {}
+            except ValueError as err:
+                stub._record(method, path, "", "", 400, None)
+                self._send(400, _error(400, "INVALID_ARGUMENT", f"Invalid JSON payload received. {err}"))
+                return
             if match is None or (method == "POST") != bool(match.group("method")):
                 stub._record(method, path, "", "", 404, None)
                 self._send(404, _error(404, "NOT_FOUND", f"{method} {path} is not a Gemini API method"))
@@ -438,6 +443,8 @@ def _handler(stub: GeminiStub) -> type[BaseHTTPRequestHandler]:
                 try:
                     answer, agent = stub.answer(model, body)
                     status = 200
+                except (ValueError, TypeError, AttributeError, KeyError) as err:
+                    status, answer = 400, _error(400, "INVALID_ARGUMENT", f"Invalid request: {err}")
                 except _SignatureMissing as missing:
                     status, answer = (
                         400,

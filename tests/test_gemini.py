@@ -335,3 +335,15 @@ def test_google_genai_reads_the_stub_streamed_and_not(stub: GeminiStub) -> None:
         assert call.thought_signature, "Gemini 2.5 signs its function calls"
         assert answer.response_id and answer.model_version == "gemini-2.5-flash"
         assert answer.usage_metadata is not None and answer.usage_metadata.total_token_count
+
+
+def test_the_stub_refuses_a_malformed_request_as_gemini_does(stub: GeminiStub) -> None:
+    url = f"{stub.url}/v1beta/models/gemini-2.5-flash:generateContent"
+    headers = {"x-goog-api-key": FAKE_KEY, "Content-Type": "application/json"}
+    not_json = httpx.post(url, content=b"{nope", headers=headers)
+    assert not_json.status_code == 400 and "Invalid JSON payload" in not_json.json()["error"]["message"]
+    wrong_shape = httpx.post(url, json={"contents": [{"role": "user", "parts": "text"}]}, headers=headers)
+    assert wrong_shape.status_code == 400 and wrong_shape.json()["error"]["status"] == "INVALID_ARGUMENT"
+    no_key = httpx.post(url, json={"contents": []})
+    assert no_key.status_code == 403 and no_key.json()["error"]["status"] == "PERMISSION_DENIED"
+    assert httpx.get(f"{stub.url}/v1beta/nothing", headers=headers).status_code == 404

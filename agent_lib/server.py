@@ -27,12 +27,14 @@ from types import TracebackType
 
 import httpx
 
+from ._modes import ALWAYS_REPLAY_ENV, always_replay_requested
 from ._paths import REPO_ROOT, data_dir
 
 __all__ = [
     "DEFAULT_ADMIN_PORT",
     "DEFAULT_INGRESS_PORT",
     "DEFAULT_NODE_PORT",
+    "ALWAYS_REPLAY_ENV",
     "ExternalServer",
     "RestateServer",
     "ServerError",
@@ -45,11 +47,15 @@ __all__ = [
     "pinned_version",
     "port_is_free",
     "server_env",
+    "always_replay_requested",
 ]
 
 DEFAULT_INGRESS_PORT = 8080
 DEFAULT_ADMIN_PORT = 9070
 DEFAULT_NODE_PORT = 5122
+
+
+_REPLAY_SETTING = {"RESTATE_WORKER__INVOKER__INACTIVITY_TIMEOUT": "0s"}
 
 
 class ServerError(RuntimeError):
@@ -223,6 +229,11 @@ class RestateServer:
     By default the server dies with the process that started it (a watchdog ends it when that process
     is gone), so a notebook's private server does not outlive a restarted kernel. `connect()` and
     `python -m agent_lib up` start the course's shared server with `die_with_parent=False`.
+
+    With `always_replay=True` (by default: when `RESTATE_ALWAYS_REPLAY=1`, see lesson 07) the server lets
+    no invocation wait in memory: it suspends at every await and is replayed from its journal, as the SDK's
+    own test harness does. A handler that is not deterministic then fails with a journal mismatch. A
+    handler's own `inactivity_timeout` still wins over it.
     """
 
     def __init__(
@@ -236,8 +247,11 @@ class RestateServer:
         binary: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
         die_with_parent: bool = True,
+        always_replay: bool | None = None,
     ) -> None:
         self.base_dir = Path(base_dir) if base_dir is not None else data_dir()
+        self.always_replay = always_replay_requested() if always_replay is None else always_replay
+        """True if this server replays every invocation from its journal at every await."""
         self.ingress_port = ingress_port
         self.admin_port = admin_port
         self.node_port = node_port
@@ -310,13 +324,14 @@ class RestateServer:
         return self
 
     def _env(self) -> dict[str, str]:
-        return server_env(
+        env = server_env(
             base_dir=self.base_dir,
             node_name=self.node_name,
             ingress_port=self.ingress_port,
             admin_port=self.admin_port,
             node_port=self.node_port,
         )
+        return {**env, **(_REPLAY_SETTING if self.always_replay else {})}
 
     def _wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -380,7 +395,8 @@ class RestateServer:
 
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running else "stopped"
-        return f"RestateServer(ingress={self.ingress_url}, admin={self.admin_url}, {state})"
+        mode = ", always replay" if self.always_replay else ""
+        return f"RestateServer(ingress={self.ingress_url}, admin={self.admin_url}, {state}{mode})"
 
 
 class ExternalServer:

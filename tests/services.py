@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import restate
@@ -38,3 +39,16 @@ echo = restate.Service("TestEcho")
 async def say(ctx: restate.Context, text: str) -> str:
     """Return the text, with a journaled step in between."""
     return await ctx.run_typed("shout", lambda: text.upper())
+
+
+drawer = restate.Service("TestDrawsOutsideRun")
+
+
+@drawer.handler()
+async def draw(ctx: restate.Context, label: str) -> str:
+    """Draw a ticket with uuid4() outside ctx.run, the mistake lesson 07 warns about, and name a step after it.
+
+    A replay draws another ticket, so the step's name no longer matches the journal.
+    """
+    ticket = uuid.uuid4().hex[:8]
+    return await ctx.run_typed(f"ticket {ticket}", lambda: f"{label}: {ticket}")

@@ -38,6 +38,7 @@ from google.adk.agents.llm_agent import Agent
 from google.adk.apps import App
 from restate.ext.adk import RestatePlugin, RestateSessionService, restate_object_context
 
+from .._modes import suspend_after
 from ..ledger import default_ledger
 from ..models import Call, Reply, Turn, default_model
 from ._common import JSON_INPUT, LESSON_RETRY_POLICY, final_text, require_json, user_message
@@ -61,8 +62,11 @@ __all__ = [
 MAX_CLAIM_AMOUNT = 1_000_000.0
 """Claims above this are refused as input errors (400): no expense claim is that large."""
 
-SUSPEND_AFTER = timedelta(seconds=2)
-"""How long an idle claim invocation holds its connection before it suspends (the server's default is 60s)."""
+SUSPEND_AFTER = suspend_after(2)
+"""How long an idle claim invocation holds its connection before it suspends (the server's default is 60s).
+
+0 in the always-replay mode (`make test-replay`): there it suspends at every await.
+"""
 
 _MAX_TEXT = 2_000
 _APPROVER = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")

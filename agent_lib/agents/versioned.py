@@ -27,6 +27,7 @@ from google.adk.agents.llm_agent import Agent
 from google.adk.apps import App
 from restate.ext.adk import RestatePlugin, RestateSessionService, restate_object_context
 
+from .._modes import suspend_after
 from ..models import Call, Reply, Script, Turn, default_model
 from ._common import final_text, require_message, user_message
 
@@ -55,8 +56,11 @@ VERSIONED_RETRY_POLICY = restate.InvocationRetryPolicy(
 )
 """Retry about once a second for about five minutes, then pause."""
 
-SUSPEND_AFTER = timedelta(seconds=2)
-"""Suspend an invocation that waits (for an approval) this long, instead of the server's default minute."""
+SUSPEND_AFTER = suspend_after(2)
+"""Suspend an invocation that waits (for an approval) this long, instead of the server's default minute.
+
+0 in the always-replay mode (`make test-replay`): there it suspends at every await.
+"""
 
 INSTRUCTIONS = {
     "v1": "You handle refunds. Call request_refund with the amount and currency the customer asks for.",

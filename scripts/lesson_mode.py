@@ -1,0 +1,134 @@
+"""Run pytest (the lessons, some tests) in a mode: its own Restate server and agents, extra env, then stop them.
+
+    .venv/bin/python scripts/lesson_mode.py --name replay --env RESTATE_ALWAYS_REPLAY=1 -- \\
+        --nbmake notebooks/0*.ipynb tests/test_weather.py
+
+A mode never touches the lab's server (8080/9070) or its `.restate/`: it starts a server of its own on free
+ports (or the ones given) with its data in `.restate-modes/<name>/` (wiped at the start, kept afterwards
+for its logs), serves the finished agents on another port (both die with this script), and runs pytest
+with RESTATE_INGRESS_URL, RESTATE_ADMIN_URL, AGENTS_PORT and RESTATE_KIT_DATA pointing at them, plus
+every `--env`. Whatever happens (a failure, Ctrl-C, SIGTERM), it stops what it started. Its exit code
+is pytest's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from agent_lib.agents import FINISHED  # noqa: E402
+from agent_lib.clients import Admin  # noqa: E402
+from agent_lib.server import RestateServer, free_port  # noqa: E402
+from agent_lib.serving import AgentProcess  # noqa: E402
+
+INHERITED_PATHS = ("AGENT_LEDGER", "AGENT_GATE_DIR")
+"""Paths a caller's environment may set for the lab; in a mode they follow the mode's RESTATE_KIT_DATA."""
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="scripts/lesson_mode.py",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog="Everything after `--` goes to pytest.",
+    )
+    parser.add_argument("--name", required=True, help="the mode's name: its data dir is .restate-modes/<name>/")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="KEY=VALUE", help="set for the server, agents and pytest"
+    )
+    for port in ("ingress", "admin", "node", "agents"):
+        parser.add_argument(f"--{port}-port", type=int, default=0, help=f"the {port} port (default: a free one)")
+    parser.add_argument("pytest_args", nargs=argparse.REMAINDER, help="pytest's arguments, after --")
+    args = parser.parse_args(argv)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", args.name):
+        parser.error(f"--name {args.name!r}: use lower-case letters, digits and dashes, e.g. replay")
+    for pair in args.env:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", pair):
+            parser.error(f"--env {pair!r} is not KEY=VALUE, e.g. RESTATE_ALWAYS_REPLAY=1")
+    if args.pytest_args[:1] == ["--"]:
+        args.pytest_args = args.pytest_args[1:]
+    return args
+
+
+def _stop_on_signals() -> None:
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+
+
+def _sweep(env: dict[str, str]) -> None:
+    """Stop any process still recorded in the mode's own pid files (`python -m agent_lib down` on its data)."""
+    subprocess.run([sys.executable, "-m", "agent_lib", "down"], cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+
+
+def run(argv: Sequence[str]) -> int:
+    """Start the mode's server and agents, run pytest in the mode, stop them; return pytest's exit code."""
+    args = _parse(argv)
+    data = REPO / ".restate-modes" / args.name
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
+    ports = {p: getattr(args, f"{p}_port") or free_port() for p in ("ingress", "admin", "node", "agents")}
+    extra = dict(pair.split("=", 1) for pair in args.env)
+    env = {k: v for k, v in os.environ.items() if k not in INHERITED_PATHS}
+    env.update(extra)
+    env.update(
+        RESTATE_INGRESS_URL=f"http://127.0.0.1:{ports['ingress']}",
+        RESTATE_ADMIN_URL=f"http://127.0.0.1:{ports['admin']}",
+        AGENTS_PORT=str(ports["agents"]),
+        RESTATE_KIT_DATA=str(data),
+    )
+    os.environ.clear()
+    os.environ.update(env)
+    _stop_on_signals()
+    tag = f"[mode {args.name}]"
+    settings = " ".join(args.env) or "no extra env"
+    print(f"{tag} {settings}; server ingress {ports['ingress']}, admin {ports['admin']}, agents {ports['agents']}")
+    print(f"{tag} data and logs in {data.relative_to(REPO)}/", flush=True)
+    server = RestateServer(
+        data / "server", ingress_port=ports["ingress"], admin_port=ports["admin"], node_port=ports["node"]
+    )
+    agents = AgentProcess(FINISHED, port=ports["agents"], admin=Admin(server.admin_url), name="finished-agents")
+    started = time.monotonic()
+    code = 1
+    pytest: subprocess.Popen[bytes] | None = None
+    try:
+        server.start()
+        if server.always_replay:
+            print(f"{tag} the server replays every invocation from its journal at every await", flush=True)
+        agents.start()
+        print(f"{tag} the finished agents run at {agents.url} (log: {agents.log_path})", flush=True)
+        pytest = subprocess.Popen([sys.executable, "-m", "pytest", *args.pytest_args], cwd=REPO, env=env)
+        code = pytest.wait()
+    except KeyboardInterrupt as stop:
+        print(f"{tag} interrupted ({stop or 'Ctrl-C'}): stopping what it started", file=sys.stderr)
+        code = 130
+    finally:
+        if pytest is not None and pytest.poll() is None:
+            pytest.send_signal(signal.SIGINT)
+            try:
+                pytest.wait(30)
+            except subprocess.TimeoutExpired:
+                pytest.kill()
+                pytest.wait()
+        agents.stop()
+        server.stop()
+        _sweep(env)
+        print(f"{tag} pytest exited {code} after {time.monotonic() - started:.0f}s; its server and agents are stopped")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:]))

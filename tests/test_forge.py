@@ -1,0 +1,119 @@
+"""The forge files: the GitHub Actions workflow, checked offline against GitHub's own schema."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+WORKFLOW = REPO / ".github" / "workflows" / "ci.yml"
+
+
+def _schema_check(path: Path) -> subprocess.CompletedProcess[str]:
+    """Validate a workflow with check-jsonschema's vendored GitHub workflow schema (no network)."""
+    command = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", str(path)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict[Any, Any]:
+    loaded = yaml.safe_load(WORKFLOW.read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _steps(workflow: dict[Any, Any], job: str) -> list[dict[str, Any]]:
+    return list(workflow["jobs"][job]["steps"])
+
+
+def _runs(workflow: dict[Any, Any], job: str) -> list[str]:
+    return [str(step.get("run", "")) for step in _steps(workflow, job)]
+
+
+def _uses(workflow: dict[Any, Any], job: str, action: str) -> dict[str, Any]:
+    found = [s for s in _steps(workflow, job) if str(s.get("uses", "")).startswith(action + "@")]
+    assert len(found) == 1, f"job {job} uses {action} {len(found)} times"
+    return dict(found[0].get("with", {}))
+
+
+def test_the_workflow_is_valid_for_github() -> None:
+    result = _schema_check(WORKFLOW)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_schema_check_can_fail(tmp_path: Path) -> None:
+    broken = tmp_path / "ci.yml"
+    broken.write_text("on: push\njobs:\n  test:\n    steps:\n      - run: make test\n")
+    result = _schema_check(broken)
+    assert result.returncode != 0 and "runs-on" in result.stdout + result.stderr
+
+
+def test_triggers(workflow: dict[Any, Any]) -> None:
+    triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as true
+    assert set(triggers) == {"push", "pull_request", "schedule", "workflow_dispatch"}
+    assert triggers["schedule"][0]["cron"].split()[4] != "*", "the schedule is weekly"
+
+
+def test_it_runs_make_test_then_the_replay_mode(workflow: dict[Any, Any]) -> None:
+    runs = _runs(workflow, "test")
+    make_test = [i for i, r in enumerate(runs) if r.split()[:2] == ["make", "test"]]
+    replay = [i for i, r in enumerate(runs) if r.split()[:2] == ["make", "test-replay"]]
+    assert make_test and replay and make_test[0] < replay[0]
+
+
+def test_set_up_pins_python_node_and_caches_on_the_lockfiles(workflow: dict[Any, Any]) -> None:
+    for job in workflow["jobs"]:
+        python = _uses(workflow, job, "actions/setup-python")
+        assert python["python-version"] == "3.12"
+        assert python["cache"] == "pip" and python["cache-dependency-path"] == "requirements.txt"
+        node = _uses(workflow, job, "actions/setup-node")
+        assert str(node["node-version"]) == "20"
+        assert node["cache"] == "npm" and node["cache-dependency-path"] == "package-lock.json"
+        assert (REPO / python["cache-dependency-path"]).is_file() and (REPO / node["cache-dependency-path"]).is_file()
+
+
+def test_the_browser_tests_drive_the_preinstalled_chrome(workflow: dict[Any, Any]) -> None:
+    assert workflow["env"]["CHROMIUM_BIN"] == "/usr/bin/google-chrome"
+
+
+def test_every_job_has_a_timeout_and_superseded_runs_are_cancelled(workflow: dict[Any, Any]) -> None:
+    assert workflow["concurrency"]["cancel-in-progress"] is True
+    assert "github.ref" in workflow["concurrency"]["group"]
+    for name, job in workflow["jobs"].items():
+        assert 0 < job["timeout-minutes"] <= 90, name
+
+
+def test_artifacts_are_uploaded_always(workflow: dict[Any, Any]) -> None:
+    upload = [s for s in _steps(workflow, "test") if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert len(upload) == 1 and upload[0]["if"] == "always()"
+    paths = upload[0]["with"]["path"]
+    for wanted in ("artifacts/html/", "docs/RELIABILITY.md", "docs/PERFORMANCE.md"):
+        assert wanted in paths
+    assert any("nbconvert --to html" in r for r in _runs(workflow, "test"))
+    assert any("PYTEST_FLAGS=--overwrite" in r for r in _runs(workflow, "test")), "nbmake keeps executed notebooks"
+
+
+def test_the_canary_on_the_newest_packages_is_allowed_to_fail_and_says_so(workflow: dict[Any, Any]) -> None:
+    canary = workflow["jobs"]["newest"]
+    assert canary["continue-on-error"] is True and "allowed to fail" in canary["name"]
+    assert "schedule" in canary["if"]
+    assert any("--upgrade google-adk" in r for r in _runs(workflow, "newest"))
+
+
+def test_the_readme_has_the_badge_and_a_ci_section() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert "actions/workflows/ci.yml/badge.svg" in readme.split("\n\n")[1], "the badge sits under the title"
+    assert "\n## CI\n" in readme
+
+
+def test_the_make_targets_the_workflow_runs_exist(workflow: dict[Any, Any]) -> None:
+    makefile = (REPO / "Makefile").read_text()
+    for run in _runs(workflow, "test"):
+        if run.startswith("make "):
+            target = run.split()[1]
+            assert f"\n{target}:" in makefile, f"the workflow runs make {target}, which the Makefile lacks"

@@ -10,7 +10,7 @@ LAB_PORT ?= 8888
 NB_TIMEOUT ?= 900
 PYTEST_FLAGS ?=
 
-.PHONY: help setup server up lab test test-fast test-replay notebooks doctor stop down clean reset strip check-notebooks lint format bench reliability
+.PHONY: help setup server up lab test test-fast test-gemini test-replay notebooks doctor stop down clean reset strip check-notebooks lint format bench reliability
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -49,13 +49,18 @@ lab: up ## set up, start everything and open JupyterLab on notebooks/
 	  --IdentityProvider.token=$$token --ServerApp.root_dir=notebooks --LabApp.news_url=None \
 	  $$([ "$$(id -u)" = 0 ] && echo --ServerApp.allow_root=True)
 
-test: setup up ## set up, start everything, run the unit tests and execute every notebook
+test: setup up ## set up, start everything, run the unit tests and every notebook, then the lessons on Gemini's path
 	$(PY) -m pytest --nbmake --nbmake-timeout=$(NB_TIMEOUT) --durations=30 $(PYTEST_FLAGS) tests notebooks
+	@$(MAKE) --no-print-directory test-gemini
 
 LESSONS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 AGENT_TESTS := tests/test_weather.py tests/test_claims.py tests/test_specialists.py tests/test_triage.py \
   tests/test_capstone.py tests/test_chat.py tests/test_orders.py tests/test_versioned.py tests/test_always_replay.py
 LESSON_MODE := $(PY) scripts/lesson_mode.py
+
+test-gemini: setup ## the lessons again on the real Gemini code path, against a local Gemini stub (own ports)
+	$(LESSON_MODE) --name gemini --gemini-stub -- \
+	  --nbmake --nbmake-timeout=$(NB_TIMEOUT) --durations=10 $(PYTEST_FLAGS) $(LESSONS)
 
 test-replay: setup ## the lessons and the finished agents' tests on a server that replays at every await (own ports)
 	$(LESSON_MODE) --name replay --env RESTATE_ALWAYS_REPLAY=1 -- \

@@ -125,17 +125,11 @@ def _say_waiting(admin: Admin) -> None:
 
 def gemini_stub(port: int) -> int:
     """Serve the Gemini stub, answering by every course agent's offline script, until stopped."""
-    import importlib
-    import pkgutil
     import threading
 
-    from . import agents
-    from .agents import chat
-    from .gemini_stub import GeminiStub
+    from .agents import gemini_stub as all_scripts_stub
 
-    for module in pkgutil.iter_modules(agents.__path__):
-        importlib.import_module(f"{agents.__name__}.{module.name}")
-    stub = GeminiStub(port=port, summarizer=chat.chat_script).start()
+    stub = all_scripts_stub(port).start()
     pid_file = data_dir() / "pids" / f"gemini-stub-{port}.pid"
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(str(os.getpid()))

@@ -2,13 +2,15 @@
 
     .venv/bin/python scripts/lesson_mode.py --name replay --env RESTATE_ALWAYS_REPLAY=1 -- \\
         --nbmake notebooks/0*.ipynb tests/test_weather.py
+    .venv/bin/python scripts/lesson_mode.py --name gemini --gemini-stub -- --nbmake notebooks/0*.ipynb
 
 A mode never touches the lab's server (8080/9070) or its `.restate/`: it starts a server of its own on free
 ports (or the ones given) with its data in `.restate-modes/<name>/` (wiped at the start, kept afterwards
 for its logs), serves the finished agents on another port (both die with this script), and runs pytest
 with RESTATE_INGRESS_URL, RESTATE_ADMIN_URL, AGENTS_PORT and RESTATE_KIT_DATA pointing at them, plus
-every `--env`. Whatever happens (a failure, Ctrl-C, SIGTERM), it stops what it started. Its exit code
-is pytest's.
+every `--env`. With `--gemini-stub` it also runs a local Gemini stub (agent_lib.gemini_stub) and sets
+GOOGLE_GEMINI_BASE_URL and a fake GOOGLE_API_KEY, so the agents and lessons take the real Gemini path.
+Whatever happens (a failure, Ctrl-C, SIGTERM), it stops what it started. Its exit code is pytest's.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from types import FrameType
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from agent_lib.agents import FINISHED  # noqa: E402
+from agent_lib.agents import FINISHED, gemini_stub  # noqa: E402
 from agent_lib.clients import Admin  # noqa: E402
 from agent_lib.server import RestateServer, free_port  # noqa: E402
 from agent_lib.serving import AgentProcess  # noqa: E402
@@ -46,6 +48,11 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--name", required=True, help="the mode's name: its data dir is .restate-modes/<name>/")
     parser.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="set for the server, agents and pytest"
+    )
+    parser.add_argument(
+        "--gemini-stub",
+        action="store_true",
+        help="run a local Gemini stub and point the agents and the lessons at it (a fake key, the real Gemini path)",
     )
     for port in ("ingress", "admin", "node", "agents"):
         parser.add_argument(f"--{port}-port", type=int, default=0, help=f"the {port} port (default: a free one)")
@@ -83,6 +90,10 @@ def run(argv: Sequence[str]) -> int:
     ports = {p: getattr(args, f"{p}_port") or free_port() for p in ("ingress", "admin", "node", "agents")}
     extra = dict(pair.split("=", 1) for pair in args.env)
     env = {k: v for k, v in os.environ.items() if k not in INHERITED_PATHS}
+    stub = gemini_stub().start() if args.gemini_stub else None
+    if stub is not None:
+        env.pop("GEMINI_API_KEY", None)
+        extra = {**stub.env(), **extra}
     env.update(extra)
     env.update(
         RESTATE_INGRESS_URL=f"http://127.0.0.1:{ports['ingress']}",
@@ -95,6 +106,8 @@ def run(argv: Sequence[str]) -> int:
     _stop_on_signals()
     tag = f"[mode {args.name}]"
     settings = " ".join(args.env) or "no extra env"
+    if stub is not None:
+        settings += f"; Gemini stub at {stub.url} (GOOGLE_GEMINI_BASE_URL, a fake GOOGLE_API_KEY)"
     print(f"{tag} {settings}; server ingress {ports['ingress']}, admin {ports['admin']}, agents {ports['agents']}")
     print(f"{tag} data and logs in {data.relative_to(REPO)}/", flush=True)
     server = RestateServer(
@@ -125,6 +138,8 @@ def run(argv: Sequence[str]) -> int:
                 pytest.wait()
         agents.stop()
         server.stop()
+        if stub is not None:
+            stub.stop()
         _sweep(env)
         print(f"{tag} pytest exited {code} after {time.monotonic() - started:.0f}s; its server and agents are stopped")
     return code

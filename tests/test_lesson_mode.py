@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -110,3 +111,31 @@ def test_bad_arguments_are_refused_with_an_example() -> None:
     assert out.returncode == 2 and "is not KEY=VALUE, e.g. RESTATE_ALWAYS_REPLAY=1" in out.stderr
     out = subprocess.run([sys.executable, str(SCRIPT), "--name", "../lab"], capture_output=True, text=True)
     assert out.returncode == 2 and "lower-case letters" in out.stderr
+
+
+GEMINI_PROBE = """
+import os
+import httpx
+
+def test_the_agents_and_this_process_take_the_gemini_path():
+    assert os.environ["GOOGLE_GEMINI_BASE_URL"].startswith("http://127.0.0.1:")
+    assert os.environ["GOOGLE_API_KEY"] != "a-learners-own-key", "never a learner's key to the stub"
+    assert "GEMINI_API_KEY" not in os.environ
+    answer = httpx.post(os.environ["RESTATE_INGRESS_URL"] + "/WeatherAgent/probe/run",
+                        json="What is the weather in Paris?", timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.json().startswith("Here is what I found."), "the stub's words, not the offline script's"
+    seen = httpx.get(os.environ["GOOGLE_GEMINI_BASE_URL"] + "/stub/requests").json()["requests"]
+    assert [r["agent"] for r in seen] == ["weather_agent", "weather_agent"]
+"""
+
+
+def test_the_gemini_mode_runs_a_stub_and_points_everything_at_it(mode: Mode, tmp_path: Path) -> None:
+    probe = tmp_path / "test_gemini_probe.py"
+    probe.write_text(GEMINI_PROBE)
+    command = [*mode.args, "--gemini-stub", "--", "-q", "-p", "no:cacheprovider", str(probe)]
+    learner = {**os.environ, "GEMINI_API_KEY": "a-learners-own-key", "GOOGLE_API_KEY": "a-learners-own-key"}
+    out = subprocess.run(command, capture_output=True, text=True, env=learner)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "Gemini stub at http://127.0.0.1:" in out.stdout and "1 passed" in out.stdout
+    assert _all_free(mode.ports)

@@ -5,7 +5,14 @@ serves and registers all of them in one process. Lessons never re-register these
 on the shared server: a lesson that builds or kills its own agent uses its own service name.
 """
 
-__all__ = ["FINISHED"]
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from ..gemini_stub import GeminiStub
+
+__all__ = ["FINISHED", "gemini_stub"]
 
 FINISHED = [
     "agent_lib.agents.weather:weather_service",
@@ -16,3 +23,15 @@ FINISHED = [
     "agent_lib.agents.specialists:policy_service",
     "agent_lib.agents.triage:triage_service",
 ]
+
+
+def gemini_stub(port: int = 0) -> GeminiStub:
+    """A Gemini stub (not started) that answers by every course agent's offline script, found by the agent's name.
+
+    Compaction's summarizer names no agent: the chat agent's script answers it (lesson 03).
+    """
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+    from .chat import chat_script
+
+    return GeminiStub(port=port, summarizer=chat_script)

@@ -63,6 +63,7 @@ __all__ = [
     "require",
     "require_new",
     "require_new_deployment",
+    "require_not_stuck",
     "require_served",
     "require_service",
     "send",
@@ -75,6 +76,9 @@ DEFAULT_DEADLINE = 60.0
 
 _GRACE = 3.0
 """Seconds past its deadline that a check's body gets to return, before the check gives up on it."""
+
+_ATTEMPTS = 3
+"""Failed attempts after which a check stops waiting for an invocation that its (running) process keeps failing."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,7 @@ class _Run:
     started: list[str] = field(default_factory=list)
     gave_up: threading.Event = field(default_factory=threading.Event)
     waiting_for: str = ""
+    attempts: dict[str, int] = field(default_factory=dict)
 
 
 _local = threading.local()
@@ -370,7 +375,9 @@ def began(lesson: int | None = None) -> Began:
     return record
 
 
-def require_new(admin: Admin, invocation: str | dict[str, Any], what: str = "invocation") -> dict[str, Any]:
+def require_new(
+    admin: Admin, invocation: str | dict[str, Any], what: str = "invocation", hint: str = ""
+) -> dict[str, Any]:
     """Fail unless the invocation (an id or its sys_invocation row) was created after the exercises began."""
     row = invocation if isinstance(invocation, dict) else _invocation_row(admin, invocation)
     start = began()
@@ -379,7 +386,8 @@ def require_new(admin: Admin, invocation: str | dict[str, Any], what: str = "inv
         made >= start.at,
         f"{what} {row['id']} was created at {made:%H:%M:%S}, before you began the exercises ({start.at:%H:%M:%S} "
         "UTC): it is the lesson's own (or an earlier run's), not the exercise's",
-        f"do the exercise's steps yourself, after check.lesson_{start.lesson:02d}.begin(admin), and pass the id "
+        hint
+        or f"do the exercise's steps yourself, after check.lesson_{start.lesson:02d}.begin(admin), and pass the id "
         "they give you",
     )
     return row
@@ -394,7 +402,11 @@ def _invocation_row(admin: Admin, invocation_id: str) -> dict[str, Any]:
     try:
         row = admin.invocation(invocation_id)
     except RestateError as err:
-        require(err.status >= 500 and "valid invocation id" not in str(err), f"{invocation_id!r} is not a valid id")
+        require(
+            err.status >= 500 and "valid invocation id" not in str(err),
+            f"{invocation_id!r} is not a valid invocation id",
+            "pass an id like 'inv_1abc...', as `ingress.send(...).invocation_id` gave it",
+        )
         raise
     require(
         row is not None,
@@ -421,7 +433,7 @@ def require_service(admin: Admin, service: str) -> None:
 def deployment_of(admin: Admin, service: str | None = None, *, deployment_id: str | None = None) -> dict[str, Any]:
     """Return the deployment (id, uri, created_at, services) that serves `service` now, or the one with that id."""
     if deployment_id is None:
-        require(service, "name a service or a deployment")
+        require(service, "name a service or a deployment", "pass the service's name")
         assert service is not None
         deployment_id = str(admin._request("GET", f"/services/{quote(service, safe='')}")["deployment_id"])
     return dict(admin._request("GET", f"/deployments/{quote(deployment_id, safe='')}"))
@@ -510,27 +522,50 @@ def attach(ingress: Ingress, invocation_id: str, what: str = "") -> Any:
             return ingress._request("GET", path, timeout=min(left, 3.0))
         except httpx.TimeoutException:
             pass
-        _why_waiting(run.admin or Admin(), invocation_id, what)
+        require_not_stuck(run.admin or Admin(), invocation_id, what)
 
 
-def _why_waiting(admin: Admin, invocation_id: str, what: str) -> None:
+def require_not_stuck(admin: Admin, invocation_id: str, what: str = "") -> None:
     """Fail if an unfinished invocation cannot finish by itself: its process is stopped, or it is paused."""
+    what = what or f"invocation {invocation_id}"
     row = admin.invocation(invocation_id)
     if row is None or row["status"] == "completed":
         return
     service = row["target_service_name"]
     if row["status"] == "paused":
         raise Fail(
-            f"{what} is paused after failing: {row.get('last_failure')}",
+            f"{what} is paused after failing: {_gist(row.get('last_failure'))}",
             "fix the cause, then resume it (admin.resume(id)) or kill it",
         )
     dep_id = row.get("pinned_deployment_id") or None
     dep = deployment_of(admin, service, deployment_id=dep_id)
-    if listening(str(dep.get("uri", ""))) is False:
+    reachable = listening(str(dep.get("uri", "")))
+    attempts = int(row.get("retry_count") or 0)
+    run = _run()
+    seen = run.attempts.get(invocation_id) if run is not None else None
+    if run is not None and row["status"] == "backing-off" and reachable:
+        run.attempts[invocation_id] = attempts
+    # Still failing while its process runs, and more often than when we last looked: the code fails, not the network.
+    if row["status"] == "backing-off" and reachable and attempts >= _ATTEMPTS and seen is not None and attempts > seen:
+        raise Fail(
+            f"{what} keeps failing ({attempts} attempts so far); its last failure: {_gist(row.get('last_failure'))}",
+            "read the failure, fix your code and serve it again, then run the check again",
+        )
+    if reachable is False:
         raise Fail(
             f"{what} cannot finish: the process that serves {service} is stopped (nothing listens at {dep.get('uri')})",
             "start it again (process.start(), or serve it again in this kernel), then run the check again",
         )
+
+
+def _gist(failure: object, limit: int = 400) -> str:
+    """Shorten a failure with a traceback to its first line and its last (the exception and its message)."""
+    lines = [line.strip() for line in str(failure or "").splitlines() if line.strip()]
+    if not lines:
+        return "(none recorded)"
+    last = lines[-1].partition(": ")[2] or lines[-1]
+    text = lines[0] if len(lines) == 1 or last in lines[0] else f"{lines[0]} … {lines[-1]}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def call(ingress: Ingress, service: str, handler: str, body: Any = None, *, key: str | None = None) -> tuple[str, Any]:
@@ -593,6 +628,7 @@ def completed(admin: Admin, invocation_id: str, *, success: bool | None = None, 
         require(
             row.get("completion_result") != "success",
             f"invocation {invocation_id} succeeded, but the exercise asks for one that ends in an error",
+            "pass the id of the invocation that ended in an error, as the exercise asks",
         )
     return row
 

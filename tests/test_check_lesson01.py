@@ -282,7 +282,7 @@ def test_exercise_2_fails_a_key_filled_before_begin(
     _core.begin(1, admin)
     admin.register(answers.url)  # the agent is served again after begin: only the key is old
     result = check.lesson_01.exercise_2.sync(ingress, admin, key, service="T01Forecast")
-    _failed(result, f"a turn on the key {key!r}", "before you began the exercises")
+    _failed(result, f"the key {key!r}: its turn", "before you began the exercises")
     assert "new key" in result.hint
 
 

@@ -192,7 +192,7 @@ def test_exercise_2_fails_the_lessons_own_claim(
     monkeypatch.setitem(_core._began, 4, _core._began[4])
     _core.begin(4, admin)
     result = check.lesson_04.exercise_2.sync(ingress, admin, conference, **NAMES)
-    _failed(result, f"the claim {conference!r}, filed by", "before you began the exercises")
+    _failed(result, f"the claim {conference!r}: its run", "before you began the exercises")
     assert "new claim" in result.hint
 
 

@@ -129,7 +129,7 @@ def exercise_2(ingress: Ingress, admin: Admin, key: str, service: str = "MyForec
         require_new(
             admin,
             row,
-            f"a turn on the key {key!r},",
+            f"the key {key!r}: its turn",
             'use a new key of your own for this exercise (e.g. f"remember-{uuid4().hex[:6]}"), send the three '
             "messages to it, and pass that key",
         )

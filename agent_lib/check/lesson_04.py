@@ -192,7 +192,7 @@ def exercise_2(
     approvals: str = "Lesson04ClaimApprovals",
 ) -> str:
     """One claim, two panels: a disallowed approver was refused (403) while it waited, then an allowed one decided."""
-    run = require_new(admin, run_invocation(admin, agent, claim_id), f"the claim {claim_id!r}, filed by", _NEW_CLAIM)
+    run = require_new(admin, run_invocation(admin, agent, claim_id), f"the claim {claim_id!r}: its run", _NEW_CLAIM)
     if run["status"] == "completed" and run.get("completion_result") == "success":
         paid = output(ingress, run["id"])
         require(
@@ -267,7 +267,7 @@ def exercise_3(
     ledger: Ledger | None = None,
 ) -> str:
     """A large claim you rejected with a reason: nothing paid, and the customer is told why."""
-    run = require_new(admin, run_invocation(admin, agent, claim_id), f"the claim {claim_id!r}, filed by", _NEW_CLAIM)
+    run = require_new(admin, run_invocation(admin, agent, claim_id), f"the claim {claim_id!r}: its run", _NEW_CLAIM)
     row = completed(admin, run["id"], success=True, stopped=_STOPPED)
     result = output(ingress, row["id"])
     require(

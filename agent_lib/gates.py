@@ -193,7 +193,10 @@ class Gate:
         deadline = time.monotonic() + timeout
         while (report := self.reached) is None:
             if alive is not None and not alive():
-                raise GateTimeout(f"the process died before it reached gate {self.name!r}: read its log")
+                raise GateTimeout(
+                    f"the process is not running: it was stopped, or it died before it reached gate {self.name!r}. "
+                    "Start it (process.start()) and send again, or read its log"
+                )
             if time.monotonic() > deadline:
                 raise GateTimeout(
                     f"no process reached gate {self.name!r} within {timeout:.0f}s: is the gate's hook point on the"

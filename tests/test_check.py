@@ -6,54 +6,30 @@ The solutions notebooks (notebooks/solutions/) prove every check passable; these
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import restate
-from google.adk import Runner
-from google.adk.agents.llm_agent import Agent
-from google.adk.apps import App
-from restate.ext.adk import RestateSessionService
 
 from agent_lib import check
-from agent_lib.agents._common import final_text, user_message
 from agent_lib.agents.capstone import DESK, TARGETS
-from agent_lib.agents.weather import get_weather, weather_script
-from agent_lib.check import CheckResult
+from agent_lib.check import CheckResult, _core
+from agent_lib.check._core import Fail, call, exercise, send
 from agent_lib.clients import Admin, Ingress
-from agent_lib.models import default_model
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
 
-_runner = Runner(
-    app=App(
-        name="agents",
-        root_agent=Agent(
-            model=default_model(weather_script, name="no_plugin"), name="weather_agent", tools=[get_weather]
-        ),
-        plugins=[],
-    ),
-    session_service=RestateSessionService(),
-)
-no_plugin_weather = restate.VirtualObject("CheckTestNoPluginWeather")
+stoppable = restate.Service("CheckTestStoppable")
 
 
-@no_plugin_weather.handler()
-async def run(ctx: restate.ObjectContext, message: str) -> str | None:
-    """The weather agent without RestatePlugin: lesson 01's exercise 3, done right."""
-    reply = None
-    async for event in _runner.run_async(user_id=ctx.key(), session_id="session", new_message=user_message(message)):
-        reply = final_text(event) or reply
-    return reply
-
-
-@pytest.fixture(scope="module")
-def no_plugin(restate_server: RestateServer, _kit_data: Path) -> Iterator[AgentProcess]:
-    proc = AgentProcess("tests.test_check:no_plugin_weather", admin=Admin(restate_server.admin_url), name="no-plugin")
-    with proc:
-        yield proc
+@stoppable.handler()
+async def say(ctx: restate.Context, text: str) -> str:
+    """Answer at once: a service whose process the tests stop."""
+    return text
 
 
 @pytest.fixture(scope="module")
@@ -78,56 +54,110 @@ def test_a_result_renders_pass_and_fail_with_its_hint() -> None:
     assert "Hint: use run_typed" in str(bad) and "use run_typed" in bad._repr_html_()
 
 
+def test_a_failed_result_is_shown_loudly_in_red() -> None:
+    bad = CheckResult("Lesson 01 · exercise 1", False, "no <forecast> step", "use run_typed")
+    shown = bad._repr_html_()
+    assert "FAILED" in shown and "#b91c1c" in shown and "&lt;forecast&gt;" in shown
+    assert "FAILED" in bad._repr_markdown_() and "FAILED" not in CheckResult("x", True, "ok")._repr_html_()
+
+
+def _probe(body: object, deadline: float = 10.0) -> _core.Check[...]:
+    return exercise(99, 1, deadline=deadline)(body)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ValueError("bad value"), KeyError("status"), httpx.ReadTimeout("timed out"), httpx.RemoteProtocolError("eof")],
+    ids=lambda e: type(e).__name__,
+)
+def test_a_check_never_raises_whatever_its_body_raises(error: Exception) -> None:
+    def body() -> str:
+        raise error
+
+    result = _probe(body).sync()
+    assert not result.ok and result.hint, result
+    assert type(error).__name__ in result.message or "no answer in time" in result.message, result.message
+
+
+def test_a_check_that_hangs_gives_up_within_its_deadline() -> None:
+    started = time.monotonic()
+    result = _probe(lambda: time.sleep(30) or "never", deadline=1).sync()
+    assert time.monotonic() - started < 1 + _core._GRACE + 1
+    _failed(result, "gave up after 1 s")
+
+
+def test_a_failed_check_kills_the_invocations_it_started(
+    test_services: AgentProcess, ingress: Ingress, admin: Admin, key: str
+) -> None:
+    started: list[str] = []
+
+    def body(admin: Admin) -> str:
+        started.append(send(ingress, "TestWaiter", "wait", "parked", key=key))
+        raise Fail("the learner's answer is wrong")
+
+    result = _probe(body).sync(admin)
+    _failed(result, "the learner's answer is wrong", "killed 1 invocation", started[0])
+    assert admin.status(started[0]) == "completed"
+
+
+def test_a_check_waiting_past_its_deadline_fails_and_kills_what_it_waits_for(
+    test_services: AgentProcess, ingress: Ingress, admin: Admin, key: str
+) -> None:
+    def body(admin: Admin) -> str:
+        call(ingress, "TestWaiter", "wait", "parked", key=key)
+        return "never"
+
+    started = time.monotonic()
+    result = _probe(body, deadline=3).sync(admin)
+    assert time.monotonic() - started < 3 + _core._GRACE + 5
+    _failed(result, "gave up after 3 s", "an answer from TestWaiter/wait", "killed 1 invocation")
+
+
+def test_a_check_calling_a_stopped_process_fails_fast_and_cleans_up(
+    restate_server: RestateServer, _kit_data: Path, ingress: Ingress, admin: Admin
+) -> None:
+    proc = AgentProcess("tests.test_check:stoppable", admin=admin, name="check-stoppable")
+    with proc:
+        assert ingress.call("CheckTestStoppable", "say", "up") == "up"
+    assert not proc.running
+
+    def body(admin: Admin) -> str:
+        return str(call(ingress, "CheckTestStoppable", "say", "hello"))
+
+    started = time.monotonic()
+    result = _probe(body, deadline=60).sync(admin)
+    assert time.monotonic() - started < 20
+    _failed(result, "the process that serves CheckTestStoppable is stopped", "killed 1 invocation")
+    assert "start it again" in result.hint
+    assert _core.listening(proc.url) is False
+
+
+def test_begin_refuses_an_invocation_and_a_deployment_from_before_it(
+    weather: AgentProcess, ingress: Ingress, admin: Admin, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_core, "_began", {})
+    old = ingress.send("WeatherAgent", "run", "What is the weather in Oslo?", key=key).invocation_id
+
+    def body(admin: Admin, invocation_id: str) -> str:
+        _core.require_new(admin, invocation_id, "the order")
+        _core.require_new_deployment(admin, "WeatherAgent")
+        return "new"
+
+    _failed(_probe(body).sync(admin, old), "not recorded")
+    began = _core.begin(99, admin)
+    assert "exercises begun" in repr(began)
+    _failed(_probe(body).sync(admin, old), "the order", "before you began the exercises")
+    new = ingress.send("WeatherAgent", "run", "What is the weather in Rome?", key=key).invocation_id
+    _failed(_probe(body).sync(admin, new), "WeatherAgent is served by a deployment registered at")
+    admin.register(weather.url)  # registered again after begin: the check sees it as new
+    assert _probe(body).sync(admin, new).ok
+
+
 def test_a_check_is_awaitable_and_names_its_exercise(ingress: Ingress, admin: Admin) -> None:
     result = asyncio.run(check.lesson_01.exercise_1(ingress, admin, service="NoSuchAgent"))
     assert result.exercise == "Lesson 01 · exercise 1"
     _failed(result, "NoSuchAgent")
     assert "register" in result.hint
-
-
-def test_lesson_01_forecast_fails_without_a_forecast_step(
-    weather: AgentProcess, ingress: Ingress, admin: Admin
-) -> None:
-    _failed(check.lesson_01.exercise_1.sync(ingress, admin, service="WeatherAgent"), "no", "forecast step")
-
-
-def test_lesson_01_memory_fails_on_a_blank_session(weather: AgentProcess, ingress: Ingress, admin: Admin) -> None:
-    _failed(check.lesson_01.exercise_2.sync(ingress, admin, key=f"blank-{uuid.uuid4().hex}", service="WeatherAgent"))
-
-
-def test_lesson_01_memory_fails_when_only_one_city_was_asked(
-    weather: AgentProcess, ingress: Ingress, admin: Admin, key: str
-) -> None:
-    ingress.call("WeatherAgent", "run", "What is the weather in Rome?", key=key)
-    ingress.call("WeatherAgent", "run", "Which city did I ask about?", key=key)
-    _failed(check.lesson_01.exercise_2.sync(ingress, admin, key=key, service="WeatherAgent"), "two different")
-
-
-def test_lesson_01_no_plugin_fails_on_the_agent_with_the_plugin(
-    weather: AgentProcess, ingress: Ingress, admin: Admin
-) -> None:
-    result = check.lesson_01.exercise_3.sync(ingress, admin, service="WeatherAgent")
-    _failed(result, "model calls")
-    assert "RestatePlugin" in result.hint
-
-
-def test_lesson_01_no_plugin_passes_on_an_agent_without_it(
-    no_plugin: AgentProcess, ingress: Ingress, admin: Admin
-) -> None:
-    result = check.lesson_01.exercise_3.sync(ingress, admin, service="CheckTestNoPluginWeather")
-    assert result.ok, result
-
-
-def test_lesson_02_terminal_error_fails_on_an_order_that_never_paid(
-    weather: AgentProcess, ingress: Ingress, admin: Admin, key: str
-) -> None:
-    sent = ingress.send("WeatherAgent", "run", "What is the weather in Oslo?", key=key)
-    ingress.attach(sent.invocation_id)
-    _failed(check.lesson_02.exercise_2.sync(ingress, admin, sent.invocation_id), "never tried to pay")
-
-
-def test_lesson_02_crash_fails_on_an_unknown_invocation(admin: Admin) -> None:
-    _failed(check.lesson_02.exercise_1.sync(admin, "inv_1nosuchinvocation0000000000000000"), "not a valid")
 
 
 def test_lesson_03_forget_fails_on_an_agent_without_that_handler(

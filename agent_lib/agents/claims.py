@@ -237,8 +237,8 @@ def build_claims_services(policy: ClaimsPolicy) -> tuple[restate.VirtualObject, 
         approver, approve, reason = validate_decision(require_json(decision))
         if approver not in policy.approvers:
             raise restate.TerminalError(
-                f"{approver!r} is not allowed to approve claims (allowed: {', '.join(policy.approvers)}); "
-                f"claim {ctx.key()!r} stays pending: ask one of them to decide",
+                f"{approver!r} is not allowed to approve claims (allowed: {', '.join(policy.approvers)}): "
+                f"this decision changed nothing; ask one of them to decide claim {ctx.key()!r}",
                 status_code=403,
             )
         pending = await ctx.get("pending", type_hint=dict)

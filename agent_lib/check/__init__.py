@@ -6,15 +6,21 @@ API, on the real server: it tests what your code does, never how it is written. 
     from agent_lib import check
     await check.lesson_04.exercise_2(ingress, admin, claim_id)
 
-It returns a `CheckResult`: shown as a pass, or as what is wrong and a hint. `result.ok` is a bool, and
-`result.assert_ok()` raises AssertionError unless it passed (the solutions use it). From a script or a test, with
-no agent served in that process, `check.lesson_04.exercise_2.sync(...)` runs it without an event loop.
+It returns a `CheckResult`: shown as a pass (green), or loudly as FAILED (red) with what is wrong and a hint.
+`result.ok` is a bool, and `result.assert_ok()` raises AssertionError unless it passed (the solutions use it; add
+it to stop Run All at a failed check). From a script or a test, with no agent served in that process,
+`check.lesson_04.exercise_2.sync(...)` runs it without an event loop.
+
+A check never raises and never hangs: whatever goes wrong becomes a failed result within the check's deadline,
+and the invocations the check started and left unfinished are killed. Before the exercises, run
+`check.lesson_NN.begin(admin)`: the checks then refuse ids, claims and deployments made before it (the lesson's own).
 """
 
 from . import lesson_01, lesson_02, lesson_03, lesson_04, lesson_05, lesson_06, lesson_07, lesson_08, lesson_09
-from ._core import Check, CheckResult, Fail
+from ._core import Began, Check, CheckResult, Fail
 
 __all__ = [
+    "Began",
     "Check",
     "CheckResult",
     "Fail",

@@ -1,6 +1,8 @@
 """Checks for lesson 01's exercises: a durable tool of your own, a session that remembers, life without the plugin.
 
-Await each one in the notebook: `await check.lesson_01.exercise_1(ingress, admin, service="MyForecastAgent")`.
+Run `check.lesson_01.begin(admin)` before the exercises: the checks then judge only the agents you serve and the
+sessions you fill after it. Await each one in the notebook:
+`await check.lesson_01.exercise_1(ingress, admin, service="MyForecastAgent")`.
 """
 
 from __future__ import annotations
@@ -10,9 +12,56 @@ from typing import Any
 
 from ..clients import Admin, Ingress
 from ..sessions import stored_session
-from ._core import call, exercise, fresh_key, require, require_service
+from . import _core
+from ._core import Began, call, exercise, fresh_key, require, require_new, require_new_deployment, require_served
 
-__all__ = ["exercise_1", "exercise_2", "exercise_3"]
+__all__ = ["begin", "exercise_1", "exercise_2", "exercise_3"]
+
+_SERVE_HINT = "serve it in this kernel again (serve_in_kernel), then run the check again"
+
+
+def begin(admin: Admin) -> Began:
+    """Record that you begin lesson 01's exercises now: the checks judge only what you serve and send after it."""
+    return _core.begin(1, admin)
+
+
+def _sql(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _events(session: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(session.get("events", []))
+
+
+def _texts(event: dict[str, Any]) -> str:
+    parts = (event.get("content") or {}).get("parts") or []
+    return " ".join(p["text"] for p in parts if p.get("text"))
+
+
+def _calls(events: list[dict[str, Any]], tool: str) -> list[dict[str, Any]]:
+    """Return the arguments of every call the model made to `tool`, in order."""
+    found = []
+    for event in events:
+        for part in (event.get("content") or {}).get("parts") or []:
+            call_ = part.get("function_call")
+            if call_ and call_.get("name") == tool:
+                found.append(dict(call_.get("args") or {}))
+    return found
+
+
+def _cities(events: list[dict[str, Any]]) -> list[str]:
+    cities = [str(args.get("city", "")) for args in _calls(events, "get_weather")]
+    return list(dict.fromkeys(c for c in cities if c))
+
+
+def _serving(admin: Admin, service: str) -> None:
+    require_served(admin, service, _SERVE_HINT)
+    require_new_deployment(
+        admin,
+        service,
+        f"serve your agent as {service!r} after check.lesson_01.begin(admin) (serve_in_kernel registers it), "
+        "then run the check again",
+    )
 
 
 @exercise(1, 1)
@@ -22,10 +71,12 @@ def exercise_1(
     service: str = "MyForecastAgent",
     message: str = "What is the forecast for Paris for 3 days?",
     city: str = "Paris",
+    days: int = 3,
 ) -> str:
-    """Ask your agent for a forecast; its journal must show a durable forecast step between model calls."""
-    require_service(admin, service)
-    invocation_id, reply = call(ingress, service, "run", message, key=fresh_key("forecast"))
+    """Ask your agent for a forecast: a durable `Get forecast` step between model calls, `get_forecast(city, days)`."""
+    _serving(admin, service)
+    key = fresh_key("forecast")
+    invocation_id, reply = call(ingress, service, "run", message, key=key)
     steps = admin.steps(invocation_id)
     forecast = [s for s in steps if "forecast" in s.lower()]
     require(
@@ -39,37 +90,49 @@ def exercise_1(
         f"the journal's steps are {steps}: no model call was journaled",
         "keep RestatePlugin() in the App's plugins",
     )
+    session = stored_session(admin, service, key) or {}
+    calls = _calls(_events(session), "get_forecast")
+    require(
+        calls,
+        f"the model never called a tool named get_forecast (the journal's steps are {steps})",
+        "name the tool get_forecast(city, days), and let your script call it: [Call('get_forecast', {...})]",
+    )
+    args = calls[-1]
+    require(
+        "days" in args,
+        f"get_forecast was called with {args}: no `days`",
+        "give the tool a `days: int` parameter, and let your script pass the number of days the message asks for",
+    )
+    require(
+        str(args.get("days")) == str(days) and city.lower() in str(args.get("city", "")).lower(),
+        f"get_forecast was called with {args}, not with city {city!r} and days {days} for {message!r}",
+        "read the city and the number of days from the message in your script (turn.text)",
+    )
     require(
         isinstance(reply, str) and city.lower() in reply.lower(),
         f"the agent answered {reply!r}, which does not mention {city}",
         "let your script answer with the tool's result once it is there (turn.results)",
     )
-    return f"the journal shows {steps}, and the agent answered: {reply}"
-
-
-def _events(session: dict[str, Any]) -> list[dict[str, Any]]:
-    return list(session.get("events", []))
-
-
-def _texts(event: dict[str, Any]) -> str:
-    parts = (event.get("content") or {}).get("parts") or []
-    return " ".join(p["text"] for p in parts if p.get("text"))
-
-
-def _cities(events: list[dict[str, Any]]) -> list[str]:
-    cities = []
-    for event in events:
-        for part in (event.get("content") or {}).get("parts") or []:
-            call_ = part.get("function_call")
-            if call_ and call_.get("name") == "get_weather":
-                cities.append(str((call_.get("args") or {}).get("city", "")))
-    return list(dict.fromkeys(c for c in cities if c))
+    return f"the journal shows {steps}; the model called get_forecast({args}), and the agent answered: {reply}"
 
 
 @exercise(1, 2)
-def exercise_2(ingress: Ingress, admin: Admin, key: str, service: str = "MyWeatherAgent") -> str:
+def exercise_2(ingress: Ingress, admin: Admin, key: str, service: str = "MyForecastAgent") -> str:
     """Read your session: two weather questions, then "Which city did I ask about?" answered from memory."""
-    require_service(admin, service)
+    _serving(admin, service)
+    turns = admin.query(
+        "SELECT id, created_at FROM sys_invocation "
+        f"WHERE target_service_name = {_sql(service)} AND target_service_key = {_sql(key)} "
+        "AND target_handler_name = 'run' ORDER BY created_at"
+    )
+    for row in turns:
+        require_new(
+            admin,
+            row,
+            f"the key {key!r}: its turn",
+            'use a new key of your own for this exercise (e.g. f"remember-{uuid4().hex[:6]}"), send the three '
+            "messages to it, and pass that key",
+        )
     session = stored_session(admin, service, key)
     require(
         session is not None,
@@ -87,7 +150,7 @@ def exercise_2(ingress: Ingress, admin: Admin, key: str, service: str = "MyWeath
     )
     require(
         len(users) >= 3 and "which cit" in users[-1].lower(),
-        f"the last message stored is {users[-1] if users else None!r}",
+        f'the last message stored under {key!r} is {users[-1] if users else None!r}, not "Which city did I ask about?"',
         'end with "Which city did I ask about?" on the same key',
     )
     answers = [_texts(e) for e in events if e.get("author") != "user" and _texts(e)]
@@ -98,7 +161,10 @@ def exercise_2(ingress: Ingress, admin: Admin, key: str, service: str = "MyWeath
         f"the agent's last answer, {last!r}, forgets {missing}",
         "the answer comes from the session: did every message go to the same key?",
     )
-    return f"{len(users)} messages stored under {key!r}; the agent remembered {', '.join(cities)}: {last!r}"
+    return (
+        f"{len(users)} messages stored under {key!r}, all sent after you began; the agent remembered "
+        f"{', '.join(cities)}: {last!r}"
+    )
 
 
 @exercise(1, 3)
@@ -109,7 +175,7 @@ def exercise_3(
     message: str = "What is the weather in Lima?",
 ) -> str:
     """Call your agent built without RestatePlugin: the tool step stays in the journal, the model calls do not."""
-    require_service(admin, service)
+    _serving(admin, service)
     invocation_id, reply = call(ingress, service, "run", message, key=fresh_key("no-plugin"))
     steps = admin.steps(invocation_id)
     require(
@@ -125,8 +191,9 @@ def exercise_3(
     require(
         isinstance(reply, str) and "lima" in reply.lower(),
         f"the agent answered {json.dumps(reply)}, which does not mention Lima",
+        "keep the weather tool and the script: only the plugin goes",
     )
     return (
-        f"the journal shows only {steps}: without the plugin, a retry after a crash would call the model again "
-        "(and pay for it again)"
+        f"the journal shows only {steps}: no model call is journaled, so a retry after a crash would call the "
+        "model again (and pay for it again)"
     )

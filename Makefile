@@ -43,8 +43,10 @@ up: setup ## start the server and register the finished agents
 
 lab: up ## set up, start everything and open JupyterLab on notebooks/
 	@token=$$($(PY) -c 'import secrets; print(secrets.token_hex(16))'); \
-	echo; echo "  JupyterLab:  http://127.0.0.1:$(LAB_PORT)/lab?token=$$token"; \
-	echo "  Restate UI:  $${RESTATE_ADMIN_URL:-http://127.0.0.1:9070}"; echo "  (Ctrl-C stops JupyterLab; make stop stops Restate and the agents)"; echo; \
+	$(PY) -c 'import sys; from agent_lib.clients import forwarded_url, ui_url; \
+	  print(f"\n  JupyterLab:  {forwarded_url(sys.argv[1])}\n  Restate UI:  {ui_url()}")' \
+	  "http://127.0.0.1:$(LAB_PORT)/lab?token=$$token"; \
+	echo "  (Ctrl-C stops JupyterLab; make stop stops Restate and the agents)"; echo; \
 	exec $(PY) -m jupyter lab --no-browser --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
 	  --IdentityProvider.token=$$token --ServerApp.root_dir=notebooks --LabApp.news_url=None \
 	  $$([ "$$(id -u)" = 0 ] && echo --ServerApp.allow_root=True)

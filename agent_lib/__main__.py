@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from . import server as _server
 from ._paths import data_dir
 from .agents import FINISHED
-from .clients import Admin, admin_url
+from .clients import Admin, ui_url
 from .doctor import run_checks
 from .serving import AgentProcess, ServingError, serve_forever
 
@@ -30,7 +30,7 @@ def doctor() -> int:
     if bad:
         print(f"{len(bad)} thing(s) to fix, see FIX above.")
         return 1
-    print(f"All good. The Restate UI is at {admin_url()} once the server runs.")
+    print(f"All good. The Restate UI is at {ui_url()} once the server runs.")
     return 0
 
 
@@ -56,7 +56,7 @@ def up(wait: float = 60.0) -> int:
         print(f"Serving the finished agents at {proc.url} (pid {proc.pid}); log: {proc.log_path}")
     print(f"Registered: {', '.join(sorted(admin.services()))}")
     _say_paused(admin)
-    print(f"Restate UI: {srv.admin_url}")
+    print(f"Restate UI: {ui_url(srv.admin_url)}")
     ingress = srv.ingress_url.replace("http://127.0.0.1:", "localhost:")
     print(f"Try the seed's call:\n  {SEED_CALL.format(ingress=ingress)}")
     return 0
@@ -180,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return up()
         if args.command == "server":
             srv = _server.connect()
-            print(f"Restate server: ingress {srv.ingress_url}, admin and UI {srv.admin_url}")
+            print(f"Restate server: ingress {srv.ingress_url}, admin {srv.admin_url}")
+            print(f"Restate UI: {ui_url(srv.admin_url)}")
             return 0
         if args.command == "down":
             return down()

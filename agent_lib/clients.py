@@ -17,13 +17,23 @@ import os
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
 from .server import DEFAULT_ADMIN_PORT, DEFAULT_INGRESS_PORT
 
-__all__ = ["Admin", "Ingress", "RestateError", "SendResult", "admin_url", "ingress_url", "transient"]
+__all__ = [
+    "Admin",
+    "Ingress",
+    "RestateError",
+    "SendResult",
+    "admin_url",
+    "forwarded_url",
+    "ingress_url",
+    "transient",
+    "ui_url",
+]
 
 _UNSET: Any = object()
 
@@ -36,6 +46,34 @@ def ingress_url() -> str:
 def admin_url() -> str:
     """Return the admin API URL: `RESTATE_ADMIN_URL`, else localhost:9070."""
     return os.environ.get("RESTATE_ADMIN_URL", f"http://127.0.0.1:{DEFAULT_ADMIN_PORT}").rstrip("/")
+
+
+_LOCAL_HOSTS = ("127.0.0.1", "localhost", "0.0.0.0", "::1")
+
+
+def forwarded_url(url: str) -> str:
+    """Return the address a browser should open for a local URL: in a GitHub codespace, the forwarded one.
+
+    Codespaces sets CODESPACE_NAME and GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN, and forwards local port P
+    to https://<name>-P.<domain>/. Anywhere else, or for a host that is not local, the URL stays as it is.
+    """
+    name = os.environ.get("CODESPACE_NAME")
+    domain = os.environ.get("GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN")
+    parts = urlsplit(url)
+    if not (name and domain) or parts.hostname not in _LOCAL_HOSTS:
+        return url
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return urlunsplit(("https", f"{name}-{port}.{domain}", parts.path or "/", parts.query, parts.fragment))
+
+
+def ui_url(admin: str | None = None, path: str = "") -> str:
+    """Return the link to the Restate UI (or to `path` in it) served by this admin API, as a browser reaches it.
+
+    Every UI link the kit prints goes through here: lesson 00, `make lab`, `python -m agent_lib up`,
+    the doctor, the invocation links of observe and the widgets. In a codespace it is the forwarded address.
+    """
+    base = (admin or admin_url()).rstrip("/")
+    return forwarded_url(base + ("/" + path.lstrip("/") if path else ""))
 
 
 class RestateError(RuntimeError):

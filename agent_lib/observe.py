@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from .clients import Admin
+from .clients import ui_url as _ui_url
 
 __all__ = [
     "DrainError",
@@ -90,8 +91,8 @@ def first_line(text: Any, limit: int = 160) -> str | None:
 
 
 def ui_url(admin: Admin, invocation_id: str) -> str:
-    """Return the address of an invocation's page in the Restate UI (served by the admin API)."""
-    return f"{admin.url}/ui/invocations/{invocation_id}"
+    """Return the address of an invocation's page in the Restate UI (forwarded in a codespace, see clients.ui_url)."""
+    return _ui_url(admin.url, f"/ui/invocations/{invocation_id}")
 
 
 def journal_entries(admin: Admin, invocation_id: str) -> pd.DataFrame:

@@ -8,11 +8,12 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent_lib.clients import Admin, Ingress, RestateError
+from agent_lib.clients import Admin, Ingress, RestateError, forwarded_url, ui_url
 from agent_lib.serving import AgentProcess
 
 PARTITION_MOVING = (500, {"message": "Datafusion error: External error: expecting a partition store for partition 3"})
@@ -265,3 +266,70 @@ def test_ingress_and_health_probe_ask_once(fake_admin: Any) -> None:
         Ingress(fake.url).call("X", "y")
     assert not Admin(fake.url, retry_for=10).health()
     assert len(fake.requests) == 2
+
+
+@pytest.fixture
+def codespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CODESPACE_NAME", "fluffy-robot-x7")
+    monkeypatch.setenv("GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN", "app.github.dev")
+
+
+@pytest.fixture
+def no_codespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CODESPACE_NAME", raising=False)
+    monkeypatch.delenv("GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN", raising=False)
+
+
+def test_ui_links_are_local_outside_a_codespace(no_codespace: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RESTATE_ADMIN_URL", raising=False)
+    assert ui_url() == "http://127.0.0.1:9070"
+    assert ui_url("http://127.0.0.1:23070/", "/ui/invocations/inv_1") == "http://127.0.0.1:23070/ui/invocations/inv_1"
+    assert forwarded_url("http://127.0.0.1:8888/lab?token=t") == "http://127.0.0.1:8888/lab?token=t"
+
+
+def test_ui_links_lead_to_the_forwarded_address_in_a_codespace(
+    codespace: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RESTATE_ADMIN_URL", raising=False)
+    assert ui_url() == "https://fluffy-robot-x7-9070.app.github.dev/"
+    monkeypatch.setenv("RESTATE_ADMIN_URL", "http://127.0.0.1:23070")
+    assert ui_url() == "https://fluffy-robot-x7-23070.app.github.dev/"
+    assert ui_url("http://localhost:9070", "ui/invocations/inv_1") == (
+        "https://fluffy-robot-x7-9070.app.github.dev/ui/invocations/inv_1"
+    )
+    assert (
+        forwarded_url("http://127.0.0.1:8888/lab?token=t") == "https://fluffy-robot-x7-8888.app.github.dev/lab?token=t"
+    )
+
+
+def test_invocation_links_are_forwarded_too(codespace: None) -> None:
+    from agent_lib.observe import ui_url as invocation_link
+
+    assert invocation_link(Admin("http://127.0.0.1:9070"), "inv_1") == (
+        "https://fluffy-robot-x7-9070.app.github.dev/ui/invocations/inv_1"
+    )
+
+
+def test_a_server_elsewhere_keeps_its_own_address_in_a_codespace(codespace: None) -> None:
+    assert ui_url("http://restate.internal:9070") == "http://restate.internal:9070"
+
+
+def test_half_a_codespace_environment_changes_nothing(monkeypatch: pytest.MonkeyPatch, no_codespace: None) -> None:
+    monkeypatch.setenv("CODESPACE_NAME", "fluffy-robot-x7")
+    assert ui_url("http://127.0.0.1:9070") == "http://127.0.0.1:9070"
+
+
+def test_every_printed_ui_link_goes_through_ui_url() -> None:
+    """The CLI, observe (the widgets' links), `make lab` and the lessons print UI links only through clients.ui_url."""
+    root = Path(__file__).resolve().parent.parent
+    for path in ("agent_lib/__main__.py", "agent_lib/observe.py", "Makefile"):
+        text = (root / path).read_text()
+        assert "ui_url(" in text, f"{path} prints a UI link without clients.ui_url"
+    for line in (root / "agent_lib/__main__.py").read_text().splitlines():
+        if "UI" in line and "print(" in line:
+            assert "ui_url(" in line, line
+    for notebook in sorted((root / "notebooks").glob("**/*.ipynb")):
+        for cell in json.loads(notebook.read_text())["cells"]:
+            source = "".join(cell["source"])
+            if cell["cell_type"] == "code" and "Restate UI" in source:
+                assert "ui_url(" in source, f"{notebook.name} prints a UI link without ui_url: {source!r}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -117,3 +119,39 @@ def test_the_make_targets_the_workflow_runs_exist(workflow: dict[Any, Any]) -> N
         if run.startswith("make "):
             target = run.split()[1]
             assert f"\n{target}:" in makefile, f"the workflow runs make {target}, which the Makefile lacks"
+
+
+DEVCONTAINER = REPO / ".devcontainer" / "devcontainer.json"
+
+
+@pytest.fixture(scope="module")
+def devcontainer() -> dict[str, Any]:
+    loaded = json.loads(DEVCONTAINER.read_text())  # plain JSON: no comments, no trailing commas
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def test_the_devcontainer_has_python_3_12_and_node(devcontainer: dict[str, Any]) -> None:
+    image = devcontainer["image"]
+    match = re.search(r"python:\d+-3\.(\d+)", image)
+    assert match and int(match[1]) >= 12, image
+    node = devcontainer["features"]["ghcr.io/devcontainers/features/node:1"]
+    assert int(node["version"]) >= 18, "the pinned Restate server comes through npm"
+
+
+def test_the_devcontainer_runs_make_setup_on_create(devcontainer: dict[str, Any]) -> None:
+    assert devcontainer["postCreateCommand"] == "make setup"
+    assert "make lab" in devcontainer["postAttachCommand"]
+
+
+def test_the_devcontainer_forwards_the_three_ports_with_labels(devcontainer: dict[str, Any]) -> None:
+    assert devcontainer["forwardPorts"] == [8888, 8080, 9070]
+    labels = {port: attrs["label"] for port, attrs in devcontainer["portsAttributes"].items()}
+    assert labels == {"8888": "JupyterLab", "8080": "Restate ingress", "9070": "Restate UI"}
+
+
+def test_the_readme_says_make_lab_first_in_a_codespace() -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### In a GitHub Codespace", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.*?)```", section, re.S)
+    assert commands and commands[0].strip() == "make lab"

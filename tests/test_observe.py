@@ -12,7 +12,7 @@ import pytest
 
 from agent_lib import observe
 from agent_lib.agents.flaky import SERVICE_NAME, set_booking_api
-from agent_lib.clients import Admin, Ingress
+from agent_lib.clients import Admin, Ingress, ui_url
 from agent_lib.models import uses_gemini
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
@@ -94,7 +94,7 @@ def test_timeline_and_journal_of_a_booking(admin: Admin, ingress: Ingress, flaky
         assert steps["step"].tolist() == ["call LLM", "Call booking API", "call LLM", "store session"]
     assert steps["done"].all() and not steps["failed"].any() and (steps["duration"] >= 0).all()
     assert steps["start"].is_monotonic_increasing
-    assert observe.ui_url(admin, sent.invocation_id) == f"{admin.url}/ui/invocations/{sent.invocation_id}"
+    assert observe.ui_url(admin, sent.invocation_id) == ui_url(admin.url, f"/ui/invocations/{sent.invocation_id}")
     assert observe.object_state(admin, SERVICE_NAME, key)["status"] == "booked"
     with pytest.raises(TimeoutError, match="is 'completed', not \\['paused'\\]"):
         observe.wait_for_status(admin, sent.invocation_id, "paused", timeout=0.5)

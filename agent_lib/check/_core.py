@@ -39,7 +39,7 @@ from urllib.parse import quote, urlparse
 
 import httpx
 
-from ..clients import Admin, Ingress, RestateError
+from ..clients import Admin, Ingress, RestateError, transient
 from ..ledger import Effect, Ledger, default_ledger
 
 __all__ = [
@@ -579,24 +579,12 @@ def completed(admin: Admin, invocation_id: str, *, success: bool | None = None, 
 
     If it has not finished and the process that serves it is stopped, fail with `stopped` as the hint.
     """
-    deadline = time.monotonic() + min(20.0, remaining(f"the server to answer for {invocation_id}"))
-    while True:
-        try:
-            row = admin.invocation(invocation_id)
-            break
-        except RestateError as err:
-            # Restate answers a malformed id with a 500 that says so; any other 5xx is the server not ready to
-            # answer yet (e.g. a cluster's partitions moving after a node came back), so ask again for a while.
-            invalid = err.status < 500 or "valid invocation id" in str(err)
-            if invalid or time.monotonic() > deadline:
-                row = None
-                require(
-                    not invalid,
-                    f"{invocation_id!r} is not a valid invocation id",
-                    "pass an id like 'inv_1abc...', as sent",
-                )
-                require(False, f"the server could not answer for {invocation_id!r}: {err}", "wait until it is ready")
-            time.sleep(0.5)
+    try:
+        row = admin.invocation(invocation_id)  # Admin itself asks again while a cluster's partitions move
+    except RestateError as err:
+        row = None
+        require(transient(err), f"{invocation_id!r} is not a valid invocation id", "pass an id like 'inv_1abc...'")
+        require(False, f"the server could not answer for {invocation_id!r}: {err}", "wait until it is ready")
     require(
         row is not None,
         f"the server has no invocation {invocation_id!r}",

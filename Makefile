@@ -9,7 +9,7 @@ NPM_STAMP := node_modules/.installed
 LAB_PORT ?= 8888
 NB_TIMEOUT ?= 900
 
-.PHONY: help setup server up lab test test-fast notebooks doctor stop down clean reset strip check-notebooks lint format bench reliability
+.PHONY: help setup server up lab test test-fast notebooks html doctor stop down clean reset strip check-notebooks lint format bench reliability
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ test-fast: setup ## the unit tests only (they start private servers of their own
 
 notebooks: setup up ## execute every notebook with nbmake
 	$(PY) -m pytest --nbmake --nbmake-timeout=$(NB_TIMEOUT) notebooks
+
+html: setup up ## execute every lesson and export it, with its outputs, to site/ (open site/index.html)
+	$(PY) scripts/build_site.py --out site
 
 stop: ## stop the server and agent processes the kit started
 	@if [ -x $(PY) ]; then $(PY) -m agent_lib down; fi

@@ -9,7 +9,7 @@ NPM_STAMP := node_modules/.installed
 LAB_PORT ?= 8888
 NB_TIMEOUT ?= 900
 
-.PHONY: help setup server up lab test test-fast notebooks html doctor stop down clean reset strip check-notebooks lint format bench reliability
+.PHONY: help setup server up lab test test-fast notebooks html doctor stop down clean reset reset-progress strip check-notebooks lint format bench reliability
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -65,11 +65,16 @@ stop: ## stop the server and agent processes the kit started
 
 down: stop
 
-clean: stop ## stop everything and delete the server's data (.restate/)
-	rm -rf .restate
+clean: stop ## stop everything and delete the server's data (.restate/), keeping your exercise progress
+	@if [ -d .restate ]; then find .restate -mindepth 1 -maxdepth 1 ! -name progress.jsonl -exec rm -rf {} +; fi
+	@echo "Deleted the server's data in .restate/ (kept .restate/progress.jsonl, your passed exercises)."
 
-reset: clean ## between workshop sessions: stop every process the kit started (by recorded pid) and wipe .restate/
-	@echo "Reset: no kit process runs and .restate/ is gone. 'make lab' starts afresh."
+reset: clean ## between workshop sessions: stop every process the kit started (by recorded pid) and wipe .restate/ (progress is kept)
+	@echo "Reset: no kit process runs and the server's data is gone. 'make lab' starts afresh."
+	@echo "Your exercise progress is kept; 'make reset-progress' deletes it too (e.g. before the next learner)."
+
+reset-progress: setup ## delete the record of passed exercises (make reset keeps it)
+	$(PY) -m agent_lib progress --clear
 
 BENCH_FLAGS ?=
 bench: setup ## measure durability's cost against plain ADK -> docs/PERFORMANCE.md, docs/img/ (BENCH_FLAGS=--notebooks)

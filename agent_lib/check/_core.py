@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import progress
 from ..clients import Admin, Ingress, RestateError
 from ..ledger import Effect, Ledger, default_ledger
 
@@ -101,7 +102,7 @@ class Check[**P]:
     def sync(self, *args: P.args, **kwargs: P.kwargs) -> CheckResult:
         """Run the check in this thread (from a script or a test; never for an agent served in this kernel)."""
         try:
-            return CheckResult(self.title, True, self.body(*args, **kwargs))
+            return progress.record_result(CheckResult(self.title, True, self.body(*args, **kwargs)))
         except Fail as fail:
             return CheckResult(self.title, False, fail.message, fail.hint)
         except RestateError as err:

@@ -10,7 +10,7 @@ LAB_PORT ?= 8888
 NB_TIMEOUT ?= 900
 PYTEST_FLAGS ?=
 
-.PHONY: help setup server up lab test test-fast test-gemini test-replay notebooks doctor stop down clean reset strip check-notebooks lint format bench reliability
+.PHONY: help setup server up lab test test-fast test-gemini test-replay notebooks html doctor stop down clean reset reset-progress strip check-notebooks lint format bench reliability
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -74,16 +74,24 @@ test-fast: setup ## the unit tests only (they start private servers of their own
 notebooks: setup up ## execute every notebook with nbmake
 	$(PY) -m pytest --nbmake --nbmake-timeout=$(NB_TIMEOUT) notebooks
 
+html: setup up ## execute every lesson and export it, with its outputs, to site/ (open site/index.html)
+	$(PY) scripts/build_site.py --out site
+
 stop: ## stop the server and agent processes the kit started
 	@if [ -x $(PY) ]; then $(PY) -m agent_lib down; fi
 
 down: stop
 
-clean: stop ## stop everything and delete the server's data (.restate/)
-	rm -rf .restate
+clean: stop ## stop everything and delete the server's data (.restate/), keeping your exercise progress
+	@if [ -d .restate ]; then find .restate -mindepth 1 -maxdepth 1 ! -name progress.jsonl -exec rm -rf {} +; fi
+	@echo "Deleted the server's data in .restate/ (kept .restate/progress.jsonl, your passed exercises)."
 
-reset: clean ## between workshop sessions: stop every process the kit started (by recorded pid) and wipe .restate/
-	@echo "Reset: no kit process runs and .restate/ is gone. 'make lab' starts afresh."
+reset: clean ## between workshop sessions: stop every process the kit started (by recorded pid) and wipe .restate/ (progress is kept)
+	@echo "Reset: no kit process runs and the server's data is gone. 'make lab' starts afresh."
+	@echo "Your exercise progress is kept; 'make reset-progress' deletes it too (e.g. before the next learner)."
+
+reset-progress: setup ## delete the record of passed exercises (make reset keeps it)
+	$(PY) -m agent_lib progress --clear
 
 BENCH_FLAGS ?=
 bench: setup ## measure durability's cost against plain ADK -> docs/PERFORMANCE.md, docs/img/ (BENCH_FLAGS=--notebooks)

@@ -1,4 +1,4 @@
-"""`python -m agent_lib doctor | up | down | status`: check, start and stop the course's pieces."""
+"""`python -m agent_lib doctor | up | down | status | progress`: check, start and stop the course's pieces."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from . import progress as _progress
 from . import server as _server
 from ._paths import data_dir
 from .agents import FINISHED
@@ -146,6 +147,23 @@ def gemini_stub(port: int) -> int:
     return 0
 
 
+def progress(who: str | None = None, clear: bool = False) -> int:
+    """Print the exercises passed, lesson by lesson; with `clear`, delete the record instead."""
+    if clear:
+        print(f"deleted {_progress.clear()} recorded passes ({_progress.path()})")
+        return 0
+    who = who or _progress.learner()
+    from .check import progress as passed
+
+    table = passed(who)
+    print(f"Exercises passed by {who} (recorded in {_progress.path()}):\n")
+    widths = {c: max(len(c), *(len(str(v)) for v in table[c])) for c in table.columns}
+    for row in [dict(zip(table.columns, table.columns, strict=True)), *table.to_dict("records")]:
+        print("  ".join(str(row[c]).ljust(widths[c]) for c in table.columns).rstrip())
+    print(f"\n{table['passed'].sum()} of {table['exercises'].sum()} exercises passed.")
+    return 0
+
+
 def _say_paused(admin: Admin) -> None:
     """Name the paused invocations (out of retries, e.g. while the agents were down) and how to resume them."""
     total = admin.query("SELECT count(*) AS n FROM sys_invocation WHERE status = 'paused'")[0]["n"]
@@ -168,6 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("status", help="is the server up, and what is registered")
     stub = sub.add_parser("gemini-stub", help="serve a local Gemini API (the course's stand-in, with faults) on a port")
     stub.add_argument("--port", type=int, default=0)
+    prog = sub.add_parser("progress", help="the exercises you passed, lesson by lesson")
+    prog.add_argument("--learner", help="whose progress (default: COURSE_LEARNER, else your login name)")
+    prog.add_argument("--clear", action="store_true", help="delete the record of passed exercises")
     serve = sub.add_parser("serve", help="serve services (module:attribute) on a port until stopped")
     serve.add_argument("--port", type=int, required=True)
     serve.add_argument("--parent-pid", type=int, help="stop serving when this process is gone")
@@ -187,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return down()
         if args.command == "gemini-stub":
             return gemini_stub(args.port)
+        if args.command == "progress":
+            return progress(args.learner, args.clear)
         if args.command == "serve":
             serve_forever(args.targets, args.port, args.parent_pid)
             return 0

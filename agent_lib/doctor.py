@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
+import os
+import platform
 import re
+import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from . import server as _server
 from ._paths import REPO_ROOT
@@ -14,7 +20,7 @@ from .clients import Admin, admin_url, ingress_url
 from .gemini import check_key
 from .models import model_description
 
-__all__ = ["Check", "pinned_packages", "run_checks"]
+__all__ = ["Check", "pinned_packages", "platform_check", "run_checks", "server_builds"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,71 @@ def _binary() -> Check:
     return Check("server binary", version == pinned, f"restate-server {version} at {binary}", fix)
 
 
+_NPM_OS = {"Linux": "linux", "Darwin": "darwin", "Windows": "win32"}
+_NPM_CPU = {"x86_64": "x64", "amd64": "x64", "x64": "x64", "aarch64": "arm64", "arm64": "arm64"}
+_SERVER = "@restatedev/restate-server"
+
+
+def server_builds(lock: Mapping[str, Any]) -> dict[str, str]:
+    """Return {"<os>-<cpu>": npm package} for every native build of the server that package-lock.json pins."""
+    packages = lock.get("packages", {})
+    builds = {}
+    for name in packages.get(f"node_modules/{_SERVER}", {}).get("optionalDependencies", {}):
+        entry = packages.get(f"node_modules/{name}", {})
+        for os_name in entry.get("os", []):
+            for cpu in entry.get("cpu", []):
+                builds[f"{os_name}-{cpu}"] = name
+    return builds
+
+
+def platform_check(system: str, machine: str, release: str, lock: Mapping[str, Any], external: bool = False) -> Check:
+    """Say which platform this is and whether the pinned native server runs on it (`external`: a server is set)."""
+    builds = server_builds(lock)
+    version = lock.get("packages", {}).get(f"node_modules/{_SERVER}", {}).get("version", "?")
+    wsl = "microsoft" in release.lower()
+    where = f"{system} {machine}" + (" (WSL 2)" if "wsl2" in release.lower() else " (WSL 1)" if wsl else "")
+    if system == "Windows":
+        return Check(
+            "platform",
+            False,
+            f"{where}: restate-server {version} has no Windows build, and the course stops processes with POSIX "
+            "signals",
+            "run the course inside WSL 2 (Ubuntu): the README's 'Windows' section has the steps",
+        )
+    if wsl and "wsl2" not in release.lower():
+        return Check("platform", False, where, "the course needs WSL 2: `wsl --set-version <distro> 2` in PowerShell")
+    key = f"{_NPM_OS.get(system, system.lower())}-{_NPM_CPU.get(machine.lower(), machine.lower())}"
+    if key in builds:
+        return Check("platform", True, f"{where}: restate-server {version} has a native build for it ({builds[key]})")
+    detail = f"{where}: restate-server {version} has native builds for {', '.join(sorted(builds))} only"
+    if external:
+        own = "; you use a server of your own (RESTATE_ADMIN_URL), but lessons 03, 05, 08 and 09 start native ones"
+        return Check("platform", True, detail + own)
+    return Check(
+        "platform",
+        False,
+        detail,
+        "run the server in Docker (docs/DOCKER.md) and set RESTATE_INGRESS_URL / RESTATE_ADMIN_URL to it",
+    )
+
+
+def _platform() -> Check:
+    try:
+        lock = json.loads((REPO_ROOT / "package-lock.json").read_text())
+    except (OSError, ValueError):
+        lock = {}
+    external = bool(os.environ.get("RESTATE_ADMIN_URL"))
+    return platform_check(platform.system(), platform.machine(), platform.release(), lock, external)
+
+
+def _tools() -> Check:
+    found = {tool: shutil.which(tool) for tool in ("make", "npm")}
+    detail = "; ".join(f"{tool} at {path}" if path else f"no {tool} on PATH" for tool, path in found.items())
+    if not found["make"]:
+        detail += " (fine once set up: the README's 'Without make' has the same steps as plain commands)"
+    return Check("tools", True, detail)
+
+
 def _port(what: str, url: str, server_up: bool) -> Check:
     port = int(url.rsplit(":", 1)[1].split("/")[0])
     if server_up:
@@ -83,9 +154,11 @@ def _port(what: str, url: str, server_up: bool) -> Check:
 
 
 def run_checks() -> list[Check]:
-    """Run every check: Python, pinned packages, the server binary, the ports and the model (and its key)."""
+    """Run every check: the platform, Python, pinned packages, the server binary, the ports and the model (and key)."""
     server_up = Admin(admin_url()).health()
     return [
+        _platform(),
+        _tools(),
         _python(),
         *_packages(),
         _binary(),

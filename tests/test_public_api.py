@@ -93,7 +93,8 @@ def _imports(path: Path) -> set[str]:
             else:
                 module = node.module or ""
             if module.startswith("agent_lib"):
-                found.add(module)
+                if node.module or not node.level:  # `from . import sibling` imports the sibling, not the package
+                    found.add(module)
                 found.update(f"{module}.{a.name}" for a in node.names)
     return found
 

@@ -16,6 +16,11 @@ and the invocations the check started and left unfinished are killed. Before the
 `check.lesson_NN.begin(admin)`: the checks then refuse ids, claims and deployments made before it (the lesson's own).
 """
 
+import re
+
+import pandas as pd
+
+from .. import progress as _progress
 from . import lesson_01, lesson_02, lesson_03, lesson_04, lesson_05, lesson_06, lesson_07, lesson_08, lesson_09
 from ._core import Began, Check, CheckResult, Fail
 
@@ -33,4 +38,21 @@ __all__ = [
     "lesson_07",
     "lesson_08",
     "lesson_09",
+    "exercises",
+    "progress",
 ]
+
+
+def exercises() -> dict[int, set[int]]:
+    """Return {lesson: the numbers of its exercise checks}."""
+    found: dict[int, set[int]] = {}
+    for module in (lesson_01, lesson_02, lesson_03, lesson_04, lesson_05, lesson_06, lesson_07, lesson_08, lesson_09):
+        lesson = int(module.__name__.rsplit("_", 1)[1])
+        names = [a for a in dir(module) if re.fullmatch(r"exercise_\d+", a)]
+        found[lesson] = {int(a.split("_")[1]) for a in names if isinstance(getattr(module, a), Check)}
+    return found
+
+
+def progress(who: str | None = None) -> pd.DataFrame:
+    """Return the exercises `who` (default: you, COURSE_LEARNER or your login) passed, lesson by lesson (lesson 00)."""
+    return _progress.table(exercises(), who)

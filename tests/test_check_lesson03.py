@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +17,8 @@ from restate.ext.adk import RestatePlugin, RestateSessionService
 from agent_lib import check
 from agent_lib.agents._common import final_text, user_message
 from agent_lib.agents.chat import PLAN_SECONDS_ENV, chat_script
-from agent_lib.check import CheckResult, lesson_03
+from agent_lib.check import CheckResult, _core
+from agent_lib.check._core import Began
 from agent_lib.clients import Admin, Ingress
 from agent_lib.models import default_model
 from agent_lib.server import RestateServer
@@ -79,8 +79,8 @@ def chat(restate_server: RestateServer, _kit_data: Path) -> Iterator[AgentProces
 
 
 @pytest.fixture(scope="module")
-def mine(restate_server: RestateServer, _kit_data: Path) -> Iterator[tuple[AgentProcess, float]]:
-    began = time.time()
+def mine(restate_server: RestateServer, _kit_data: Path) -> Iterator[tuple[AgentProcess, Began]]:
+    began = check.lesson_03.begin(Admin(restate_server.admin_url))
     proc = AgentProcess(
         ["tests.test_check_lesson03:my_chat", "tests.test_check_lesson03:wrong_forget"],
         admin=Admin(restate_server.admin_url),
@@ -99,13 +99,13 @@ def _failed(result: CheckResult, *words: str) -> None:
 class Queue:
     key: str
     statuses: list[str]
-    began: float
+    began: Began
 
 
 @pytest.fixture(scope="module")
 def queue(chat: AgentProcess, restate_server: RestateServer) -> Queue:
     ingress, admin = Ingress(restate_server.ingress_url), Admin(restate_server.admin_url)
-    began = time.time()
+    began = check.lesson_03.begin(admin)
     key = f"queue-{uuid.uuid4().hex[:6]}"
     sent = [ingress.send("ChatAgent", "run", f"Plan a trip to {city}.", key=key) for city in ("Lima", "Oslo", "Kyoto")]
     statuses = [str(admin.status(s.invocation_id)) for s in sent]
@@ -117,7 +117,7 @@ def queue(chat: AgentProcess, restate_server: RestateServer) -> Queue:
 def test_queue_passes_with_three_sends_and_the_statuses_seen_at_once(
     queue: Queue, admin: Admin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(lesson_03, "_began", queue.began)
+    monkeypatch.setitem(_core._began, 3, queue.began)
     result = check.lesson_03.exercise_1.sync(admin, queue.key, queue.statuses)
     assert result.ok, result
     assert "queued" in result.message
@@ -126,7 +126,7 @@ def test_queue_passes_with_three_sends_and_the_statuses_seen_at_once(
 def test_queue_fails_with_statuses_read_after_the_messages_finished(
     queue: Queue, admin: Admin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(lesson_03, "_began", queue.began)
+    monkeypatch.setitem(_core._began, 3, queue.began)
     late = [str(admin.status(i["id"])) for i in admin.invocations("ChatAgent") if i["target_service_key"] == queue.key]
     _failed(check.lesson_03.exercise_1.sync(admin, queue.key, late), "already finished")
 
@@ -134,24 +134,24 @@ def test_queue_fails_with_statuses_read_after_the_messages_finished(
 def test_queue_fails_with_the_statuses_out_of_order(
     queue: Queue, admin: Admin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(lesson_03, "_began", queue.began)
+    monkeypatch.setitem(_core._began, 3, queue.began)
     assert queue.statuses[1:] == ["pending", "pending"], queue.statuses
     reversed_order = ["pending", "pending", "running"]
     _failed(check.lesson_03.exercise_1.sync(admin, queue.key, reversed_order), "first in, first out")
 
 
 def test_queue_fails_with_one_status_missing(queue: Queue, admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lesson_03, "_began", queue.began)
+    monkeypatch.setitem(_core._began, 3, queue.began)
     _failed(check.lesson_03.exercise_1.sync(admin, queue.key, queue.statuses[:2]), "2 status(es)", "3 messages")
 
 
 def test_queue_refuses_a_key_used_before_the_exercises_began(queue: Queue, admin: Admin) -> None:
-    check.lesson_03.begin()
+    check.lesson_03.begin(admin)
     _failed(check.lesson_03.exercise_1.sync(admin, queue.key, queue.statuses), "before the exercises began")
 
 
 def test_queue_fails_with_two_messages_only(chat: AgentProcess, ingress: Ingress, admin: Admin, key: str) -> None:
-    check.lesson_03.begin()
+    check.lesson_03.begin(admin)
     sent = [ingress.send("ChatAgent", "run", f"Plan a trip to {city}.", key=key) for city in ("Lima", "Oslo")]
     statuses = [str(admin.status(s.invocation_id)) for s in sent]
     for s in sent:
@@ -160,7 +160,7 @@ def test_queue_fails_with_two_messages_only(chat: AgentProcess, ingress: Ingress
 
 
 def test_queue_fails_on_the_wrong_agent(chat: AgentProcess, ingress: Ingress, admin: Admin, key: str) -> None:
-    check.lesson_03.begin()
+    check.lesson_03.begin(admin)
     ingress.call("CompactChatAgent", "run", "Plan a trip to Lima.", key=key)
     result = check.lesson_03.exercise_1.sync(admin, key, ["running", "pending", "pending"])
     _failed(result, "on CompactChatAgent, not on ChatAgent")
@@ -169,13 +169,13 @@ def test_queue_fails_on_the_wrong_agent(chat: AgentProcess, ingress: Ingress, ad
 @dataclass
 class Talk:
     key: str
-    began: float
+    began: Began
 
 
 @pytest.fixture(scope="module")
 def grace(chat: AgentProcess, restate_server: RestateServer) -> Talk:
     ingress = Ingress(restate_server.ingress_url)
-    began = time.time()
+    began = check.lesson_03.begin(Admin(restate_server.admin_url))
     key = f"grace-{uuid.uuid4().hex[:6]}"
     for message in conversation(30, name="Grace"):
         ingress.call("CompactChatAgent", "run", message, key=key)
@@ -185,7 +185,7 @@ def grace(chat: AgentProcess, restate_server: RestateServer) -> Talk:
 def test_compaction_passes_on_a_long_conversation_of_your_own(
     grace: Talk, ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(lesson_03, "_began", grace.began)
+    monkeypatch.setitem(_core._began, 3, grace.began)
     result = check.lesson_03.exercise_2.sync(ingress, admin, grace.key, "Grace")
     assert result.ok, result
     assert "Grace" in result.message
@@ -194,7 +194,7 @@ def test_compaction_passes_on_a_long_conversation_of_your_own(
 def test_compaction_fails_on_a_near_miss_name(
     grace: Talk, ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(lesson_03, "_began", grace.began)
+    monkeypatch.setitem(_core._began, 3, grace.began)
     _failed(check.lesson_03.exercise_2.sync(ingress, admin, grace.key, "Gra"), "does not name 'Gra'")
 
 
@@ -205,38 +205,38 @@ def test_compaction_refuses_the_lessons_name(grace: Talk, ingress: Ingress, admi
 def test_compaction_refuses_a_conversation_from_before_the_exercises(
     grace: Talk, ingress: Ingress, admin: Admin
 ) -> None:
-    check.lesson_03.begin()
+    check.lesson_03.begin(admin)
     _failed(check.lesson_03.exercise_2.sync(ingress, admin, grace.key, "Grace"), "began before the exercises")
 
 
 def test_compaction_fails_on_the_agent_that_keeps_everything(
     chat: AgentProcess, ingress: Ingress, admin: Admin, key: str
 ) -> None:
-    check.lesson_03.begin()
+    check.lesson_03.begin(admin)
     for message in conversation(3, name="Grace"):
         ingress.call("ChatAgent", "run", message, key=key)
     _failed(check.lesson_03.exercise_2.sync(ingress, admin, key, "Grace"), "on ChatAgent, not on CompactChatAgent")
 
 
 def test_compaction_fails_on_a_short_conversation(chat: AgentProcess, ingress: Ingress, admin: Admin, key: str) -> None:
-    check.lesson_03.begin()
+    check.lesson_03.begin(admin)
     for message in conversation(4, name="Grace"):
         ingress.call("CompactChatAgent", "run", message, key=key)
     _failed(check.lesson_03.exercise_2.sync(ingress, admin, key, "Grace"), "no summary yet")
 
 
 def test_forget_passes_on_a_service_that_clears_its_session(
-    mine: tuple[AgentProcess, float], ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
+    mine: tuple[AgentProcess, Began], ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(lesson_03, "_began", mine[1])
+    monkeypatch.setitem(_core._began, 3, mine[1])
     result = check.lesson_03.exercise_3.sync(ingress, admin, service="L03MyChatAgent")
     assert result.ok, result
 
 
 def test_forget_fails_when_forget_clears_the_wrong_state_key(
-    mine: tuple[AgentProcess, float], ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
+    mine: tuple[AgentProcess, Began], ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(lesson_03, "_began", mine[1])
+    monkeypatch.setitem(_core._began, 3, mine[1])
     result = check.lesson_03.exercise_3.sync(ingress, admin, service="L03WrongForgetChatAgent")
     _failed(result, "after forget, the state still has ['session_store::session']")
 
@@ -244,13 +244,13 @@ def test_forget_fails_when_forget_clears_the_wrong_state_key(
 def test_forget_fails_on_the_lessons_agent_without_forget(
     chat: AgentProcess, ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(lesson_03, "_began", 0.0)
+    check.lesson_03.begin(admin)
     _failed(check.lesson_03.exercise_3.sync(ingress, admin, service="ChatAgent"), "not both 'run' and 'forget'")
 
 
 def test_forget_refuses_a_deployment_registered_before_the_exercises(
-    mine: tuple[AgentProcess, float], ingress: Ingress, admin: Admin
+    mine: tuple[AgentProcess, Began], ingress: Ingress, admin: Admin
 ) -> None:
-    check.lesson_03.begin()
+    check.lesson_03.begin(admin)
     result = check.lesson_03.exercise_3.sync(ingress, admin, service="L03MyChatAgent")
-    _failed(result, "registered before the exercises began")
+    _failed(result, "registered at", "before you began the exercises")

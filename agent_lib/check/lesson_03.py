@@ -1,20 +1,20 @@
 """Checks for lesson 03's exercises: the per-key queue, a memory kept by compaction, forgetting on request.
 
-The checks judge only what was created after the exercises began: when this module was first imported (the
-Exercises cell's `from agent_lib import check`), or the latest `begin()`. The lesson's own keys are refused.
+Run `check.lesson_03.begin(admin)` before the exercises: the checks then judge only the keys and deployments made after
+it, and refuse the lesson's own.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from ..clients import Admin, Ingress
 from ..sessions import session_events, state_key, stored_session, user_messages
-from ._core import call, exercise, fresh_key, require, require_service
+from . import _core
+from ._core import Began, began, call, created_at, exercise, fresh_key, require, require_new_deployment, require_service
 
 __all__ = ["begin", "exercise_1", "exercise_2", "exercise_3"]
 
@@ -24,30 +24,18 @@ _STATUSES = _QUEUED | _RUNNING | {"completed"}
 _CHAT_SERVICES = ("ChatAgent", "SummarizingChatAgent", "CompactChatAgent")
 _LESSON_NAME = "Ada"
 
-_began = time.time()
+
+def begin(admin: Admin) -> Began:
+    """Begin lesson 03's exercises now (server time): the checks then judge only keys and deployments made after."""
+    return _core.begin(3, admin)
 
 
-def begin() -> float:
-    """Count the exercises as begun now: the checks refuse keys and deployments used before. Return the time."""
-    global _began
-    _began = time.time()
-    return _began
+def _before_began(value: str | None) -> bool:
+    return value is not None and created_at(value) < began().at
 
 
 def _time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-_SLACK = 0.25
-"""Seconds of leeway between the server's clock and this process's (the same machine's, read a few ms apart)."""
-
-
-def _before_began(value: str | None) -> bool:
-    return value is not None and _time(value).timestamp() < _began - _SLACK
-
-
-def _clock(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp).strftime("%H:%M:%S")
 
 
 def _sql(value: str) -> str:
@@ -217,11 +205,6 @@ def _service_info(admin: Admin, service: str) -> dict[str, Any]:
     return dict(info) if isinstance(info, dict) else {}
 
 
-def _deployment_created(admin: Admin, deployment_id: str) -> str | None:
-    rows = admin.query(f"SELECT created_at FROM sys_deployment WHERE id = {_sql(deployment_id)}")
-    return str(rows[0]["created_at"]) if rows else None
-
-
 @exercise(3, 3)
 def exercise_3(ingress: Ingress, admin: Admin, *, service: str = "MyChatAgent", handler: str = "forget") -> str:
     """Your chat service forgets on request: after `forget`, the session's state is gone and so is the name."""
@@ -238,13 +221,7 @@ def exercise_3(ingress: Ingress, admin: Admin, *, service: str = "MyChatAgent", 
         f"{service} has the handlers {handlers}, not both 'run' and {handler!r}",
         f"give your chat service a `run` handler (the chat agent) and a `{handler}` handler that clears the session",
     )
-    created = _deployment_created(admin, str(info.get("deployment_id", "")))
-    require(
-        not _before_began(created),
-        f"the deployment that serves {service} was registered before the exercises began "
-        f"({created}, exercises from {_clock(_began)}): it is not the one you built",
-        "serve your service now, with serve_in_kernel([...], admin=admin)",
-    )
+    require_new_deployment(admin, service, "serve your own chat service now, with serve_in_kernel([...], admin=admin)")
     key = fresh_key("forget")
     call(ingress, service, "run", "Hi, my name is Zoe.", key=key)
     require(

@@ -148,7 +148,7 @@ def exercise_2(admin: Admin, invocation_id: str) -> str:
         "GBP refund on v2?)",
         "approve it, wait until 'Issue refund' has failed a few times (observe.wait_for_retries), then kill it",
     )
-    return f"stuck on GBP in 'Issue refund', then killed: its caller gets {failure!r}, and no refund was issued"
+    return f"it failed in 'Issue refund' on GBP, then was killed: its caller gets {failure!r}"
 
 
 @exercise(7, 3)

@@ -65,6 +65,10 @@ def _failures(admin: Admin, invocation_id: str) -> list[dict[str, Any]]:
     return events
 
 
+def _first_line(text: Any) -> str:
+    return (str(text or "").strip().splitlines() or ["no failure recorded"])[0]
+
+
 def _stuck_on_gbp(events: list[dict[str, Any]]) -> bool:
     return any(
         e["event_type"] == "TransientError"
@@ -164,8 +168,8 @@ def exercise_3(ingress: Ingress, admin: Admin, invocation_id: str, deployment_id
         )
         require(
             False,
-            f"it is {row['status']!r}, still failing ({str(row.get('last_failure') or '').splitlines()[0:1]}): "
-            f"it runs on {row.get('pinned_deployment_id')}, not on {deployment_id}",
+            f"it is {row['status']!r}, still failing ({_first_line(row.get('last_failure'))}): it runs on "
+            f"{row.get('pinned_deployment_id')}, not on {deployment_id}",
             "pause it again, then resume it *on v3*: admin.resume(invocation_id, deployment_id=v3.deployment_id)",
         )
     row = completed(admin, invocation_id, success=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,14 @@ from agent_lib.models import default_model
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
 from agent_lib.sessions import conversation
+
+
+def begin(admin: Admin) -> Began:
+    """Begin lesson 03's exercises; then wait 20 ms: the server may stamp an invocation sent at once 1 ms before it."""
+    began = check.lesson_03.begin(admin)
+    time.sleep(0.02)
+    return began
+
 
 _runner = Runner(
     app=App(
@@ -80,7 +89,7 @@ def chat(restate_server: RestateServer, _kit_data: Path) -> Iterator[AgentProces
 
 @pytest.fixture(scope="module")
 def mine(restate_server: RestateServer, _kit_data: Path) -> Iterator[tuple[AgentProcess, Began]]:
-    began = check.lesson_03.begin(Admin(restate_server.admin_url))
+    began = begin(Admin(restate_server.admin_url))
     proc = AgentProcess(
         ["tests.test_check_lesson03:my_chat", "tests.test_check_lesson03:wrong_forget"],
         admin=Admin(restate_server.admin_url),
@@ -105,7 +114,7 @@ class Queue:
 @pytest.fixture(scope="module")
 def queue(chat: AgentProcess, restate_server: RestateServer) -> Queue:
     ingress, admin = Ingress(restate_server.ingress_url), Admin(restate_server.admin_url)
-    began = check.lesson_03.begin(admin)
+    began = begin(admin)
     key = f"queue-{uuid.uuid4().hex[:6]}"
     sent = [ingress.send("ChatAgent", "run", f"Plan a trip to {city}.", key=key) for city in ("Lima", "Oslo", "Kyoto")]
     statuses = [str(admin.status(s.invocation_id)) for s in sent]
@@ -146,12 +155,12 @@ def test_queue_fails_with_one_status_missing(queue: Queue, admin: Admin, monkeyp
 
 
 def test_queue_refuses_a_key_used_before_the_exercises_began(queue: Queue, admin: Admin) -> None:
-    check.lesson_03.begin(admin)
+    begin(admin)
     _failed(check.lesson_03.exercise_1.sync(admin, queue.key, queue.statuses), "before the exercises began")
 
 
 def test_queue_fails_with_two_messages_only(chat: AgentProcess, ingress: Ingress, admin: Admin, key: str) -> None:
-    check.lesson_03.begin(admin)
+    begin(admin)
     sent = [ingress.send("ChatAgent", "run", f"Plan a trip to {city}.", key=key) for city in ("Lima", "Oslo")]
     statuses = [str(admin.status(s.invocation_id)) for s in sent]
     for s in sent:
@@ -160,7 +169,7 @@ def test_queue_fails_with_two_messages_only(chat: AgentProcess, ingress: Ingress
 
 
 def test_queue_fails_on_the_wrong_agent(chat: AgentProcess, ingress: Ingress, admin: Admin, key: str) -> None:
-    check.lesson_03.begin(admin)
+    begin(admin)
     ingress.call("CompactChatAgent", "run", "Plan a trip to Lima.", key=key)
     result = check.lesson_03.exercise_1.sync(admin, key, ["running", "pending", "pending"])
     _failed(result, "on CompactChatAgent, not on ChatAgent")
@@ -175,7 +184,7 @@ class Talk:
 @pytest.fixture(scope="module")
 def grace(chat: AgentProcess, restate_server: RestateServer) -> Talk:
     ingress = Ingress(restate_server.ingress_url)
-    began = check.lesson_03.begin(Admin(restate_server.admin_url))
+    began = begin(Admin(restate_server.admin_url))
     key = f"grace-{uuid.uuid4().hex[:6]}"
     for message in conversation(30, name="Grace"):
         ingress.call("CompactChatAgent", "run", message, key=key)
@@ -205,21 +214,21 @@ def test_compaction_refuses_the_lessons_name(grace: Talk, ingress: Ingress, admi
 def test_compaction_refuses_a_conversation_from_before_the_exercises(
     grace: Talk, ingress: Ingress, admin: Admin
 ) -> None:
-    check.lesson_03.begin(admin)
+    begin(admin)
     _failed(check.lesson_03.exercise_2.sync(ingress, admin, grace.key, "Grace"), "began before the exercises")
 
 
 def test_compaction_fails_on_the_agent_that_keeps_everything(
     chat: AgentProcess, ingress: Ingress, admin: Admin, key: str
 ) -> None:
-    check.lesson_03.begin(admin)
+    begin(admin)
     for message in conversation(3, name="Grace"):
         ingress.call("ChatAgent", "run", message, key=key)
     _failed(check.lesson_03.exercise_2.sync(ingress, admin, key, "Grace"), "on ChatAgent, not on CompactChatAgent")
 
 
 def test_compaction_fails_on_a_short_conversation(chat: AgentProcess, ingress: Ingress, admin: Admin, key: str) -> None:
-    check.lesson_03.begin(admin)
+    begin(admin)
     for message in conversation(4, name="Grace"):
         ingress.call("CompactChatAgent", "run", message, key=key)
     _failed(check.lesson_03.exercise_2.sync(ingress, admin, key, "Grace"), "no summary yet")
@@ -244,13 +253,13 @@ def test_forget_fails_when_forget_clears_the_wrong_state_key(
 def test_forget_fails_on_the_lessons_agent_without_forget(
     chat: AgentProcess, ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    check.lesson_03.begin(admin)
+    begin(admin)
     _failed(check.lesson_03.exercise_3.sync(ingress, admin, service="ChatAgent"), "not both 'run' and 'forget'")
 
 
 def test_forget_refuses_a_deployment_registered_before_the_exercises(
     mine: tuple[AgentProcess, Began], ingress: Ingress, admin: Admin
 ) -> None:
-    check.lesson_03.begin(admin)
+    begin(admin)
     result = check.lesson_03.exercise_3.sync(ingress, admin, service="L03MyChatAgent")
     _failed(result, "registered at", "before you began the exercises")

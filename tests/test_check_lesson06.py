@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,10 +12,18 @@ import pytest
 from agent_lib import check, observe
 from agent_lib.agents.flaky import SERVICE_NAME, set_booking_api
 from agent_lib.check import CheckResult
-from agent_lib.check._core import wait_until
+from agent_lib.check._core import Began, wait_until
 from agent_lib.clients import Admin, Ingress, RestateError
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
+
+
+def begin(admin: Admin) -> Began:
+    """Begin lesson 06's exercises; then wait 20 ms: the server may stamp an invocation sent at once 1 ms before it."""
+    began = check.lesson_06.begin(admin)
+    time.sleep(0.02)
+    return began
+
 
 RECIPE = (
     "SELECT id, retry_count, last_failure FROM sys_invocation WHERE target_service_name = 'FlakyAgent' "
@@ -32,7 +41,7 @@ def flaky(restate_server: RestateServer, _kit_data: Path) -> Iterator[AgentProce
 @pytest.fixture
 def stuck(flaky: AgentProcess, ingress: Ingress, admin: Admin) -> Iterator[Callable[..., str]]:
     """Send bookings that get stuck (the booking API down for their key); kill them all at the end."""
-    check.lesson_06.begin(admin)
+    begin(admin)
     sent: list[str] = []
 
     def booking(key: str | None = None, retries: int = 2) -> str:
@@ -93,7 +102,7 @@ def test_recipe_refuses_a_booking_from_before_the_exercises(
     stuck: Callable[..., str], ingress: Ingress, admin: Admin
 ) -> None:
     mine = stuck()
-    check.lesson_06.begin(admin)
+    begin(admin)
     _failed(check.lesson_06.exercise_1.sync(ingress, admin, RECIPE, mine), "before you began the exercises")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -12,9 +13,18 @@ import pytest
 from agent_lib import check
 from agent_lib.agents.expenses import SERVICE, Accounting, approve, wait_pending
 from agent_lib.check import CheckResult
+from agent_lib.check._core import Began
 from agent_lib.clients import Admin, Ingress, RestateError
 from agent_lib.cluster import RestateCluster, free_base_port
 from agent_lib.serving import AgentProcess
+
+
+def begin(admin: Admin, cluster: RestateCluster | None = None) -> Began:
+    """Begin lesson 08's exercises; then wait 20 ms: the server may stamp an invocation sent at once 1 ms before it."""
+    began = check.lesson_08.begin(admin, cluster)
+    time.sleep(0.02)
+    return began
+
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +84,7 @@ def test_node_1_down_fails_for_the_wrong_node_and_times_then_passes(
     cluster: RestateCluster, accounting: Accounting, node3: Ingress
 ) -> None:
     admin = Admin(cluster.nodes[2].admin_url)
-    check.lesson_08.begin(admin, cluster)
+    begin(admin, cluster)
     cluster.nodes[1].kill()
     cluster.wait_ready()
     while_node_2_down = _claim(node3, accounting)
@@ -94,7 +104,7 @@ def test_node_1_down_fails_for_the_wrong_node_and_times_then_passes(
     assert result.ok, result
     both = [while_node_2_down, while_node_1_down]
     _failed(check.lesson_08.exercise_1.sync(admin, both, cluster), f"{while_node_2_down} ran from", "not while node 1")
-    check.lesson_08.begin(admin, cluster)
+    begin(admin, cluster)
     _failed(check.lesson_08.exercise_1.sync(admin, [while_node_1_down], cluster), "before you began the exercises")
 
 
@@ -102,7 +112,7 @@ def test_two_nodes_down_passes_with_one_key_and_fails_with_one_node_down(
     cluster: RestateCluster, accounting: Accounting, node3: Ingress
 ) -> None:
     admin = Admin(cluster.nodes[2].admin_url)
-    check.lesson_08.begin(admin, cluster)
+    begin(admin, cluster)
     cluster.nodes[0].kill()
     cluster.wait_ready()
     one_down = f"claim-{uuid.uuid4().hex[:6]}"
@@ -122,7 +132,7 @@ def test_two_nodes_down_passes_with_one_key_and_fails_with_one_node_down(
     result = check.lesson_08.exercise_2.sync(admin, idem)
     assert result.ok, result
     _failed(check.lesson_08.exercise_2.sync(admin, idem.upper()), "no ExpenseAgent invocation has the idempotency key")
-    check.lesson_08.begin(admin, cluster)
+    begin(admin, cluster)
     _failed(check.lesson_08.exercise_2.sync(admin, idem), "before you began the exercises")
 
 
@@ -130,7 +140,7 @@ def test_rejection_passes_for_li_and_fails_for_an_approval_or_another_approver(
     cluster: RestateCluster, accounting: Accounting, node3: Ingress
 ) -> None:
     admin = Admin(cluster.nodes[2].admin_url)
-    check.lesson_08.begin(admin, cluster)
+    begin(admin, cluster)
     waiting = _claim(node3, accounting)
     wait_pending(node3, [str((admin.invocation(waiting) or {})["target_service_key"])])
     _failed(check.lesson_08.exercise_3.sync(node3, admin, waiting), "still waits for its approval")
@@ -147,7 +157,7 @@ def test_rejection_passes_for_li_and_fails_for_an_approval_or_another_approver(
 
 def test_a_check_without_begin_on_this_cluster_says_to_run_begin(cluster: RestateCluster, node3: Ingress) -> None:
     admin = Admin(cluster.nodes[2].admin_url)
-    check.lesson_08.begin(admin)
+    begin(admin)
     other = RestateCluster(cluster.base_dir / "unused", base_port=free_base_port())
     result = check.lesson_08.exercise_1.sync(admin, ["inv_1abc"], other)
     _failed(result, "does not watch this cluster's nodes")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,10 +12,18 @@ import pytest
 from agent_lib import check, observe
 from agent_lib.agents.capstone import APPROVALS, DESK, TARGETS, claim_id
 from agent_lib.check import CheckResult
-from agent_lib.check._core import wait_until
+from agent_lib.check._core import Began, wait_until
 from agent_lib.clients import Admin, Ingress
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
+
+
+def begin(admin: Admin) -> Began:
+    """Begin lesson 09's exercises; then wait 20 ms: the server may stamp an invocation sent at once 1 ms before it."""
+    began = check.lesson_09.begin(admin)
+    time.sleep(0.02)
+    return began
+
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +57,7 @@ def test_second_claim_passes_beside_the_lessons_claim_and_refuses_near_misses(
     desk: AgentProcess, ingress: Ingress, admin: Admin
 ) -> None:
     lesson = _talk(ingress, ANA, "My car was scratched on 2025-09-14; the repair costs 800 EUR.")
-    check.lesson_09.begin(admin)
+    begin(admin)
     _failed(check.lesson_09.exercise_1.sync(ingress, admin, lesson), "were all filed before you began")
     ingress.call(DESK, "run", ROOF, key=lesson)
     result = check.lesson_09.exercise_1.sync(ingress, admin, lesson)
@@ -56,7 +65,7 @@ def test_second_claim_passes_beside_the_lessons_claim_and_refuses_near_misses(
     assert "home claim" in result.message
 
     near_miss = _talk(ingress, ANA, "My car was scratched on 2025-09-14; the repair costs 800 EUR.")
-    check.lesson_09.begin(admin)
+    begin(admin)
     ingress.call(DESK, "run", ROOF.replace("650", "560"), key=near_miss)
     _failed(check.lesson_09.exercise_1.sync(ingress, admin, near_miss), "not a home claim of 650 EUR")
 
@@ -70,7 +79,7 @@ BEN = "I am cust-ben, policy POL-1002."
 def test_denied_claim_passes_for_ben_and_fails_for_ana_or_a_covered_date(
     desk: AgentProcess, ingress: Ingress, admin: Admin
 ) -> None:
-    check.lesson_09.begin(admin)
+    begin(admin)
     ben = _talk(ingress, BEN, "My luggage was lost on a flight on 2025-03-02: 800 EUR.", prefix="ben")
     result = check.lesson_09.exercise_2.sync(ingress, admin, ben)
     assert result.ok, result
@@ -78,7 +87,7 @@ def test_denied_claim_passes_for_ben_and_fails_for_ana_or_a_covered_date(
     _failed(check.lesson_09.exercise_2.sync(ingress, admin, ana), "is cust-ana's, not cust-ben's")
     covered = _talk(ingress, BEN, "My luggage was lost on a flight on 2024-03-02: 800 EUR.", prefix="ben")
     _failed(check.lesson_09.exercise_2.sync(ingress, admin, covered), "none of the claims", "was denied")
-    check.lesson_09.begin(admin)
+    begin(admin)
     _failed(check.lesson_09.exercise_2.sync(ingress, admin, ben), "filed before you began")
 
 
@@ -103,7 +112,7 @@ def _decide(ingress: Ingress, claim: str, *, approve: bool, reason: str) -> None
 def test_rejection_across_a_crash_passes_and_refuses_a_partial_reason(
     desk: AgentProcess, ingress: Ingress, admin: Admin
 ) -> None:
-    check.lesson_09.begin(admin)
+    begin(admin)
     conversation, claim, turn = _large_claim(ingress, admin)
     desk.kill()
     desk.start()
@@ -115,7 +124,7 @@ def test_rejection_across_a_crash_passes_and_refuses_a_partial_reason(
 
 
 def test_rejection_fails_without_a_crash_or_when_approved(desk: AgentProcess, ingress: Ingress, admin: Admin) -> None:
-    check.lesson_09.begin(admin)
+    begin(admin)
     conversation, claim, turn = _large_claim(ingress, admin)
     _decide(ingress, claim, approve=False, reason=REASON)
     ingress.attach(turn)
@@ -127,7 +136,7 @@ def test_rejection_fails_without_a_crash_or_when_approved(desk: AgentProcess, in
 
 
 def test_a_stopped_desk_is_named(desk: AgentProcess, ingress: Ingress, admin: Admin) -> None:
-    check.lesson_09.begin(admin)
+    begin(admin)
     desk.kill()
     try:
         result = check.lesson_09.exercise_1.sync(ingress, admin, "anyone")

@@ -164,29 +164,34 @@ def test_lesson_03_forget_fails_on_an_agent_without_that_handler(
     weather: AgentProcess, ingress: Ingress, admin: Admin
 ) -> None:
     result = check.lesson_03.exercise_3.sync(ingress, admin, service="WeatherAgent")
-    _failed(result, "404")
+    _failed(result, "not both 'run' and 'forget'")
 
 
 def test_lesson_03_queue_fails_on_a_key_with_one_message(
     weather: AgentProcess, ingress: Ingress, admin: Admin, key: str
 ) -> None:
+    check.lesson_03.begin(admin)
+    asyncio.run(asyncio.sleep(0.02))  # the server may stamp a call made at once 1 ms before begin's clock
     ingress.call("WeatherAgent", "run", "What is the weather in Oslo?", key=key)
-    _failed(check.lesson_03.exercise_1.sync(admin, key, ["running"], service="WeatherAgent"), "not 3 or more")
+    _failed(check.lesson_03.exercise_1.sync(admin, key, ["running"], service="WeatherAgent"), "not 3")
 
 
-def test_lesson_06_recipe_fails_when_the_query_finds_nothing(admin: Admin) -> None:
+def test_lesson_06_recipe_fails_on_an_unknown_invocation(ingress: Ingress, admin: Admin) -> None:
+    check.lesson_06.begin(admin)
     sql = "SELECT id FROM sys_invocation WHERE last_failure LIKE '%no such failure%'"
-    _failed(check.lesson_06.exercise_1.sync(admin, sql, "inv_1nosuchinvocation0000000000000000"), "no rows")
+    result = check.lesson_06.exercise_1.sync(ingress, admin, sql, "inv_1nosuchinvocation0000000000000000")
+    _failed(result, "not a valid invocation id")
 
 
 def test_lesson_09_checks_fail_on_a_conversation_with_one_paid_claim(
     capstone: AgentProcess, ingress: Ingress, admin: Admin
 ) -> None:
     conversation = f"check-{uuid.uuid4().hex[:6]}"
+    check.lesson_09.begin(admin)
     _failed(check.lesson_09.exercise_1.sync(ingress, admin, conversation), "no claims filed")
     ingress.call(DESK, "run", "Hi, I am cust-ana, my policy is POL-1001.", key=conversation)
     reply = ingress.call(DESK, "run", "A storm damaged the roof of my home on 2025-11-02: 650 EUR.", key=conversation)
     assert "paid at once" in reply
-    _failed(check.lesson_09.exercise_1.sync(ingress, admin, conversation), "1 claim")
+    _failed(check.lesson_09.exercise_1.sync(ingress, admin, conversation), "only the home claim")
     _failed(check.lesson_09.exercise_2.sync(ingress, admin, conversation), "was denied")
     _failed(check.lesson_09.exercise_3.sync(ingress, admin, conversation, f"{conversation}-1", "why"), "not rejected")

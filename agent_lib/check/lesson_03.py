@@ -1,17 +1,37 @@
-"""Checks for lesson 03's exercises: the per-key queue, a memory kept by compaction, forgetting on request."""
+"""Checks for lesson 03's exercises: the per-key queue, a memory kept by compaction, forgetting on request.
+
+Run `check.lesson_03.begin(admin)` before the exercises: the checks then judge only the keys and deployments made after
+it, and refuse the lesson's own.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from ..clients import Admin, Ingress
 from ..sessions import session_events, state_key, stored_session, user_messages
-from ._core import call, exercise, fresh_key, require, require_service
+from . import _core
+from ._core import Began, began, call, created_at, exercise, fresh_key, require, require_new_deployment, require_service
 
-__all__ = ["exercise_1", "exercise_2", "exercise_3"]
+__all__ = ["begin", "exercise_1", "exercise_2", "exercise_3"]
 
 _QUEUED = {"pending", "inboxed", "scheduled", "ready"}
+_RUNNING = {"running", "backing-off", "suspended", "paused"}
+_STATUSES = _QUEUED | _RUNNING | {"completed"}
+_CHAT_SERVICES = ("ChatAgent", "SummarizingChatAgent", "CompactChatAgent")
+_LESSON_NAME = "Ada"
+
+
+def begin(admin: Admin) -> Began:
+    """Begin lesson 03's exercises now (server time): the checks then judge only keys and deployments made after."""
+    return _core.begin(3, admin)
+
+
+def _before_began(value: str | None) -> bool:
+    return value is not None and created_at(value) < began().at
 
 
 def _time(value: str) -> datetime:
@@ -22,22 +42,48 @@ def _sql(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _services_with_key(admin: Admin, key: str) -> list[str]:
+    rows = admin.query(
+        f"SELECT DISTINCT target_service_name AS s FROM sys_invocation WHERE target_service_key = {_sql(key)}"
+    )
+    return sorted(str(r["s"]) for r in rows)
+
+
 @exercise(3, 1)
 def exercise_1(admin: Admin, key: str, statuses: Sequence[str], *, service: str = "ChatAgent") -> str:
-    """Three messages sent at once to one key: you saw one running and the others queued; they ran one by one."""
+    """Three messages sent at once to one new key: one at work, the others queued; they ran one by one."""
     rows = admin.query(
-        "SELECT id, status, running_at, completed_at FROM sys_invocation "
+        "SELECT id, status, created_at, running_at, completed_at FROM sys_invocation "
         f"WHERE target_service_name = {_sql(service)} AND target_service_key = {_sql(key)} ORDER BY created_at"
+    )
+    if not rows:
+        elsewhere = _services_with_key(admin, key)
+        require(
+            not elsewhere,
+            f"the key {key!r} has messages on {', '.join(elsewhere)}, not on {service}",
+            f'send the three messages to {service}: ingress.send("{service}", "run", "Plan a trip to ...", key=key)',
+        )
+    require(
+        rows,
+        f"{service} has no message under the key {key!r}",
+        "send three messages with ingress.send(...) to one new key, one right after the other, and pass that key",
+    )
+    old = [r["id"] for r in rows if _before_began(r["created_at"])]
+    require(
+        not old,
+        f"the key {key!r} was used before the exercises began ({len(old)} of its {len(rows)} messages): "
+        "is it a key of the lesson's own cells?",
+        'send your three messages to a new key, e.g. key = f"queue-{uuid.uuid4().hex[:6]}"',
     )
     require(
         len(rows) >= 3,
-        f"{service} has {len(rows)} invocation(s) under the key {key!r}, not 3 or more",
-        "send three messages with ingress.send(...) to one new key, one right after the other",
+        f"{service} has {len(rows)} message(s) under the key {key!r}, not 3",
+        "send three messages with ingress.send(...) to that one key, one right after the other",
     )
     require(
         all(r["status"] == "completed" for r in rows),
         f"not all of them have finished: {[r['status'] for r in rows]}",
-        "wait for them with ingress.attach(id) before you check",
+        "wait for each of them with ingress.attach(id) before you check",
     )
     runs = sorted(rows, key=lambda r: _time(r["running_at"]))
     overlaps = [
@@ -46,40 +92,84 @@ def exercise_1(admin: Admin, key: str, statuses: Sequence[str], *, service: str 
         if _time(b["running_at"]) < _time(a["completed_at"])
     ]
     require(not overlaps, f"two messages of one key ran at the same time: {overlaps}")
-    seen = [s for s in statuses if s]
-    running = [s for s in seen if s in {"running", "backing-off", "suspended"}]
-    queued = [s for s in seen if s in _QUEUED]
+    seen = [str(s).strip().lower() for s in statuses]
     require(
-        len(seen) >= 3,
-        f"you passed {len(seen)} statuses: pass the status of each of the three, queried right after sending",
-        "statuses = [admin.status(s.invocation_id) for s in sent]",
+        len(seen) == len(rows),
+        f"you passed {len(seen)} status(es) for the {len(rows)} messages of {key!r}: pass one per message, "
+        "in the order you sent them",
+        "statuses = [admin.status(s.invocation_id) for s in sent], right after the sends",
+    )
+    unknown = [s for s in seen if s not in _STATUSES]
+    require(
+        not unknown,
+        f"{unknown} is not a status Restate reports (it says e.g. 'running', 'pending', 'completed')",
+        "pass what admin.status(id) returned, as it returned it",
     )
     require(
+        not all(s == "completed" for s in seen),
+        f"you saw {seen}: all of them had already finished, so you did not see the queue",
+        "read the statuses right after the sends, before ingress.attach (each trip plan takes a second)",
+    )
+    running = [s for s in seen if s in _RUNNING]
+    queued = [s for s in seen if s in _QUEUED]
+    require(
         len(running) <= 1,
-        f"you saw {len(running)} of them running at once ({seen})",
-        "query again right after the sends: on one key only one message runs at a time",
+        f"you passed {seen}: {len(running)} messages of one key running at once, which Restate never does",
+        "pass the statuses admin.status(id) returned right after the sends, one per message",
     )
     require(
         queued,
         f"you saw {seen}: none of them queued",
-        "query right after sending, before the first one finishes (each trip plan takes a second)",
+        "read the statuses right after the sends, before the first one finishes (each trip plan takes a second)",
     )
+    first_queued = next(i for i, s in enumerate(seen) if s in _QUEUED)
+    ahead = seen[:first_queued]
+    require(
+        all(s in _QUEUED for s in seen[first_queued:]) and all(s == "completed" for s in ahead[:-1]),
+        f"in the order you sent them, {seen} has a message that ran after one still queued ahead of it: the "
+        "key's queue is first in, first out",
+        "pass the statuses in the order of your sends: [admin.status(s.invocation_id) for s in sent]",
+    )
+    at_work = f"{len(running)} at work" if running else "none started yet"
     return (
-        f"you saw {seen}: one at work, the others '{queued[0]}' in the key's queue; "
-        f"the {len(rows)} messages then ran one after another"
+        f"right after sending you saw {seen}: {at_work}, {len(queued)} queued behind it; "
+        f"the {len(rows)} messages to {key!r} then ran one after another"
     )
 
 
 @exercise(3, 2)
 def exercise_2(ingress: Ingress, admin: Admin, key: str, name: str, *, service: str = "CompactChatAgent") -> str:
     """A long conversation of yours on the compacting agent: the name lives on only in the summary, and is recalled."""
+    name = str(name).strip()
+    require(name, "you passed no name", "pass the name you gave conversation(30, name=...)")
+    require(
+        name != _LESSON_NAME,
+        f"{_LESSON_NAME} is the lesson's own name (its conversations all start with it)",
+        'run conversation(30, name="<a name of your own>") against CompactChatAgent on a new key, and pass both',
+    )
     session = stored_session(admin, service, key)
+    if session is None:
+        elsewhere = [s for s in _CHAT_SERVICES if s != service and stored_session(admin, s, key) is not None]
+        require(
+            not elsewhere,
+            f"the key {key!r} holds a conversation on {', '.join(elsewhere)}, not on {service}",
+            f"run it against {service}, the agent that compacts and drops what the summary replaces",
+        )
     require(
         session is not None,
         f"{service} has no stored session under the key {key!r}",
-        "run your conversation with conversation(TURNS, name=...) against that key",
+        f'for message in conversation(30, name="{name}"): ingress.call("{service}", "run", message, key=key)',
     )
     assert session is not None
+    first = admin.query(
+        "SELECT min(created_at) AS at FROM sys_invocation "
+        f"WHERE target_service_name = {_sql(service)} AND target_service_key = {_sql(key)}"
+    )
+    require(
+        not (first and _before_began(first[0].get("at"))),
+        f"the conversation under {key!r} began before the exercises did: is it one of the lesson's own?",
+        f'run conversation(30, name="{name}") on a new key',
+    )
     events = session_events(session)
     summaries = [s for s in events["summary"] if s]
     require(
@@ -87,10 +177,11 @@ def exercise_2(ingress: Ingress, admin: Admin, key: str, name: str, *, service: 
         f"the stored session of {key!r} has {len(events)} events and no summary yet",
         "send more turns (30 or so): compaction starts once the prompt passes the token threshold",
     )
+    word = re.compile(rf"\b{re.escape(name)}\b")
     require(
-        name in summaries[-1],
-        f"the latest summary does not mention {name!r}: {summaries[-1][:200]!r}",
-        'start the conversation with "Hi, my name is <name>." and pass that name',
+        word.search(summaries[-1]),
+        f"the latest summary does not name {name!r}: {summaries[-1][:200]!r}",
+        "pass the exact name you gave conversation(30, name=...): it starts with a capital letter",
     )
     require(
         not any(name in m and "name is" in m for m in user_messages(session)),
@@ -98,14 +189,39 @@ def exercise_2(ingress: Ingress, admin: Admin, key: str, name: str, *, service: 
         "use the compacting agent (CompactChatAgent), which drops what a summary replaces",
     )
     _, reply = call(ingress, service, "run", "What is my name?", key=key)
-    require(isinstance(reply, str) and name in reply, f"asked 'What is my name?', the agent answered {reply!r}")
-    return f"only {len(events)} events are stored, your name survives in the summary, and the agent answered {reply!r}"
+    require(
+        isinstance(reply, str) and word.search(reply),
+        f"asked 'What is my name?', the agent answered {reply!r}",
+        "the name must survive in the summary: run the whole conversation on this key",
+    )
+    return (
+        f"{len(events)} events are stored, your first message is gone, the summary names {name}, "
+        f"and asked for your name the agent answered {reply!r}"
+    )
+
+
+def _service_info(admin: Admin, service: str) -> dict[str, Any]:
+    info = admin._request("GET", f"/services/{service}")
+    return dict(info) if isinstance(info, dict) else {}
 
 
 @exercise(3, 3)
 def exercise_3(ingress: Ingress, admin: Admin, *, service: str = "MyChatAgent", handler: str = "forget") -> str:
     """Your chat service forgets on request: after `forget`, the session's state is gone and so is the name."""
     require_service(admin, service)
+    info = _service_info(admin, service)
+    handlers = sorted(h.get("name", "") for h in info.get("handlers", []))
+    require(
+        "VirtualObject" in str(info.get("ty", "")),
+        f"{service} is a {info.get('ty')}, not a virtual object: it has no state to keep a session in",
+        f'declare it with restate.VirtualObject("{service}")',
+    )
+    require(
+        "run" in handlers and handler in handlers,
+        f"{service} has the handlers {handlers}, not both 'run' and {handler!r}",
+        f"give your chat service a `run` handler (the chat agent) and a `{handler}` handler that clears the session",
+    )
+    require_new_deployment(admin, service, "serve your own chat service now, with serve_in_kernel([...], admin=admin)")
     key = fresh_key("forget")
     call(ingress, service, "run", "Hi, my name is Zoe.", key=key)
     require(

@@ -1,66 +1,207 @@
-"""Checks for lesson 07's exercises: a third deployment beside the second, a kill instead of a fix, a resume on v3."""
+"""Checks for lesson 07's exercises: a third deployment beside the second, a kill instead of a fix, a resume on v3.
+
+Run `check.lesson_07.begin(admin)` before the exercises: the checks then judge only the refunds made after it, and
+refuse the lesson's own.
+"""
 
 from __future__ import annotations
 
-from ..clients import Admin, Ingress
-from ._core import completed, exercise, output, require
+import json
+from datetime import datetime
+from typing import Any
 
-__all__ = ["exercise_1", "exercise_2", "exercise_3"]
+from ..agents.versioned import SERVICE_NAME
+from ..clients import Admin, Ingress, RestateError
+from . import _core
+from ._core import Began, completed, created_at, deployment_of, exercise, output, require, require_new
+
+__all__ = ["begin", "exercise_1", "exercise_2", "exercise_3"]
+
+
+def begin(admin: Admin) -> Began:
+    """Begin lesson 07's exercises now (server time): the checks then judge only the refunds made after it."""
+    return _core.begin(7, admin)
+
+
+def _sql(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _refund(admin: Admin, invocation_id: str, what: str) -> dict[str, Any]:
+    row = require_new(admin, invocation_id, what)
+    require(
+        row["target_service_name"] == SERVICE_NAME,
+        f"{what} {invocation_id} is a {row['target_service_name']} invocation, not a {SERVICE_NAME} refund",
+        f'send refunds with ingress.send("{SERVICE_NAME}", "run", "Refund 40 GBP for order 1", key=...)',
+    )
+    return row
+
+
+def _deployment_created(admin: Admin, deployment_id: str) -> datetime:
+    try:
+        dep = deployment_of(admin, deployment_id=deployment_id)
+    except RestateError:
+        dep = {}
+    require(
+        dep.get("created_at"),
+        f"the server has no deployment {deployment_id!r} (was it removed, or stopped and removed?)",
+        "pass the deployment_id of the deployment you started for this exercise, while it is still registered",
+    )
+    return created_at(str(dep["created_at"]))
+
+
+def _failures(admin: Admin, invocation_id: str) -> list[dict[str, Any]]:
+    rows = admin.query(
+        "SELECT event_type, appended_at, event_json FROM sys_journal_events "
+        f"WHERE id = {_sql(invocation_id)} ORDER BY appended_at"
+    )
+    events = []
+    for row in rows:
+        try:
+            event = json.loads(row.get("event_json") or "{}")
+        except ValueError:
+            event = {}
+        events.append({**event, "event_type": row["event_type"], "appended_at": row["appended_at"]})
+    return events
+
+
+def _first_line(text: Any) -> str:
+    return (str(text or "").strip().splitlines() or ["no failure recorded"])[0]
+
+
+def _stuck_on_gbp(events: list[dict[str, Any]]) -> bool:
+    return any(
+        e["event_type"] == "TransientError"
+        and e.get("related_command_name") == "Issue refund"
+        and "GBP" in str(e.get("error_message", ""))
+        for e in events
+    )
 
 
 @exercise(7, 1)
 def exercise_1(
     ingress: Ingress, admin: Admin, old_invocation_id: str, new_invocation_id: str, new_deployment_id: str
 ) -> str:
-    """A refund started on the previous deployment finished there; a new one ran on your new deployment."""
+    """A refund started before your v3 deployment finished where it started; a new one ran on v3."""
+    _refund(admin, old_invocation_id, "the old refund")
+    _refund(admin, new_invocation_id, "the new refund")
     old = completed(admin, old_invocation_id, success=True)
     new = completed(admin, new_invocation_id, success=True)
+    deployed = _deployment_created(admin, new_deployment_id)
     require(
         new.get("pinned_deployment_id") == new_deployment_id,
         f"the new refund ran on {new.get('pinned_deployment_id')}, not on {new_deployment_id}",
         "register the new deployment first (serve_in_kernel registers it), then send the new request",
     )
+    new_out = output(ingress, new_invocation_id)
     require(
-        old.get("pinned_deployment_id") not in (None, new_deployment_id),
-        f"the old refund is pinned to {old.get('pinned_deployment_id')}: start it before you deploy the new version",
-        "send the old refund first and let it wait for its approval; approve it after the new deployment is up",
+        isinstance(new_out, dict) and str(new_out.get("version", "")).startswith("v3"),
+        f"the new refund finished with {new_out!r}: not v3's code",
+        'serve v3 in the kernel: v3 = await serve_in_kernel([make_service("v3")], admin=admin)',
     )
-    old_out, new_out = output(ingress, old_invocation_id), output(ingress, new_invocation_id)
     require(
-        isinstance(old_out, dict) and isinstance(new_out, dict) and old_out.get("version") != new_out.get("version"),
+        old.get("pinned_deployment_id") != new_deployment_id,
+        "the old refund is pinned to your new deployment too: it started after you deployed v3",
+        "send the old refund first and let it wait for its approval; deploy v3 only then",
+    )
+    require(
+        created_at(old["created_at"]) < deployed,
+        "the old refund was created after your new deployment was registered",
+        "send the old refund first, deploy v3 while it waits for its approval",
+    )
+    require(
+        created_at(old["completed_at"]) > deployed,
+        "the old refund had finished before your new deployment was registered: it was not in flight during the "
+        "deployment",
+        "approve the old refund only after v3 is up",
+    )
+    old_out = output(ingress, old_invocation_id)
+    require(
+        isinstance(old_out, dict) and old_out.get("version") != new_out.get("version"),
         f"both finished with the same code: {old_out!r} and {new_out!r}",
     )
     return (
-        f"the old refund finished on {old['pinned_deployment_id']} ({old_out['version']}), the new one on "
-        f"{new_deployment_id} ({new_out['version']})"
+        f"the old refund, in flight while v3 was deployed, finished on {old['pinned_deployment_id']} "
+        f"({old_out['version']}); the new one on {new_deployment_id} ({new_out['version']})"
     )
 
 
 @exercise(7, 2)
 def exercise_2(admin: Admin, invocation_id: str) -> str:
     """A GBP refund stuck on v2 that you killed instead of fixing: it ended at once, with an error for its caller."""
-    row = admin.invocation(invocation_id)
-    require(row is not None, f"the server has no invocation {invocation_id!r}")
-    assert row is not None
-    require(row["status"] == "completed", f"it is {row['status']!r}", "admin.kill(invocation_id)")
+    row = _refund(admin, invocation_id, "the refund")
+    require(
+        row["status"] == "completed",
+        f"it is {row['status']!r}, not ended",
+        "kill it: admin.kill(invocation_id), then wait until it is completed",
+    )
     failure = str(row.get("completion_failure") or "")
     require(
-        row.get("completion_result") == "failure" and ("kill" in failure.lower() or "abort" in failure.lower()),
-        f"it ended with {row.get('completion_result')!r} {failure!r}, not by a kill",
-        "kill it (admin.kill), do not resume or cancel it",
+        row.get("completion_result") == "failure",
+        "it finished with success: it was never stuck",
+        "send a GBP refund to v2 and approve it: v2 has no GBP rate, so 'Issue refund' fails on every attempt",
     )
-    return f"killed: its caller gets {failure!r}; nothing ran after the kill, and no refund was issued"
+    require(
+        "killed" in failure.lower(),
+        f"it ended with {failure!r}, not by a kill",
+        "kill it (admin.kill), do not cancel it",
+    )
+    require(
+        _stuck_on_gbp(_failures(admin, invocation_id)),
+        "it never failed in 'Issue refund' on GBP: you killed it before it was stuck (did you approve it? was it a "
+        "GBP refund on v2?)",
+        "approve it, wait until 'Issue refund' has failed a few times (observe.wait_for_retries), then kill it",
+    )
+    return f"it failed in 'Issue refund' on GBP, then was killed: its caller gets {failure!r}"
 
 
 @exercise(7, 3)
 def exercise_3(ingress: Ingress, admin: Admin, invocation_id: str, deployment_id: str) -> str:
-    """The stuck refund, resumed on the deployment you put back: it finished there, with v3's code."""
+    """The stuck refund, paused, then resumed on the v3 deployment you put beside v2: it finished there, with v3."""
+    row = _refund(admin, invocation_id, "the refund")
+    events = _failures(admin, invocation_id)
+    if row["status"] != "completed":
+        require(
+            row["status"] != "paused",
+            "it is still paused",
+            "resume it on your v3 deployment: admin.resume(invocation_id, deployment_id=v3.deployment_id)",
+        )
+        require(
+            False,
+            f"it is {row['status']!r}, still failing ({_first_line(row.get('last_failure'))}): it runs on "
+            f"{row.get('pinned_deployment_id')}, not on {deployment_id}",
+            "pause it again, then resume it *on v3*: admin.resume(invocation_id, deployment_id=v3.deployment_id)",
+        )
     row = completed(admin, invocation_id, success=True)
+    deployed = _deployment_created(admin, deployment_id)
+    require(
+        created_at(row["created_at"]) < deployed,
+        "this refund started after the deployment you pass was registered: it ran there from the start, it was "
+        "not moved",
+        "start a GBP refund on v2, let it get stuck, pause it, deploy v3, then resume it on v3",
+    )
+    require(
+        _stuck_on_gbp(events),
+        "it never failed in 'Issue refund' on GBP: it was not stuck on v2",
+        "send a GBP refund to v2 and approve it, wait until it fails, then pause it",
+    )
+    require(
+        any(e["event_type"] == "Paused" for e in events),
+        "it was never paused",
+        "pause it first (admin.pause), then resume it on v3 (admin.resume(id, deployment_id=...))",
+    )
     require(
         row.get("pinned_deployment_id") == deployment_id,
         f"it finished on {row.get('pinned_deployment_id')}, not on {deployment_id}",
         "admin.resume(invocation_id, deployment_id=...) resumes it on the deployment you name",
     )
     result = output(ingress, invocation_id)
-    require(isinstance(result, dict) and str(result.get("version", "")).startswith("v3"), f"it answered {result!r}")
-    return f"resumed on {deployment_id}, it finished with {result['version']}: {result.get('answer')!r}"
+    require(
+        isinstance(result, dict) and str(result.get("version", "")).startswith("v3"),
+        f"it answered {result!r}, not with v3's code",
+        "deploy v3 (agent_lib.agents.versioned:service_v3) and resume on that deployment",
+    )
+    return (
+        f"stuck on v2, paused, then resumed on {deployment_id}: it finished with {result['version']}: "
+        f"{result.get('answer')!r}"
+    )

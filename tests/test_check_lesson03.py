@@ -1,0 +1,265 @@
+"""Lesson 03's checks against right and wrong answers: each wrong one fails, and says what is wrong."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import restate
+from google.adk import Runner
+from google.adk.agents.llm_agent import Agent
+from google.adk.apps import App
+from restate.ext.adk import RestatePlugin, RestateSessionService
+
+from agent_lib import check
+from agent_lib.agents._common import final_text, user_message
+from agent_lib.agents.chat import PLAN_SECONDS_ENV, chat_script
+from agent_lib.check import CheckResult, _core
+from agent_lib.check._core import Began
+from agent_lib.clients import Admin, Ingress
+from agent_lib.models import default_model
+from agent_lib.server import RestateServer
+from agent_lib.serving import AgentProcess
+from agent_lib.sessions import conversation
+
+
+def begin(admin: Admin) -> Began:
+    """Begin lesson 03's exercises; then wait 20 ms: the server may stamp an invocation sent at once 1 ms before it."""
+    began = check.lesson_03.begin(admin)
+    time.sleep(0.02)
+    return began
+
+
+_runner = Runner(
+    app=App(
+        name="my_chat",
+        root_agent=Agent(model=default_model(chat_script, name="my_chat"), name="my_chat", instruction="Chat."),
+        plugins=[RestatePlugin()],
+    ),
+    session_service=RestateSessionService(),
+)
+
+
+async def _chat(ctx: restate.ObjectContext, message: str) -> str | None:
+    reply = None
+    async for event in _runner.run_async(user_id=ctx.key(), session_id="session", new_message=user_message(message)):
+        reply = final_text(event) or reply
+    return reply
+
+
+my_chat = restate.VirtualObject("L03MyChatAgent")
+wrong_forget = restate.VirtualObject("L03WrongForgetChatAgent")
+
+
+@my_chat.handler()
+async def run(ctx: restate.ObjectContext, message: str) -> str | None:
+    """The exercise done right: a chat agent with a `forget` that clears the session."""
+    return await _chat(ctx, message)
+
+
+@my_chat.handler()
+async def forget(ctx: restate.ObjectContext) -> None:
+    ctx.clear("session_store::session")
+
+
+@wrong_forget.handler("run")
+async def wrong_run(ctx: restate.ObjectContext, message: str) -> str | None:
+    """A likely slip: `forget` clears a state key that does not exist."""
+    return await _chat(ctx, message)
+
+
+@wrong_forget.handler("forget")
+async def wrong_forget_handler(ctx: restate.ObjectContext) -> None:
+    ctx.clear("session")
+
+
+@pytest.fixture(scope="module")
+def chat(restate_server: RestateServer, _kit_data: Path) -> Iterator[AgentProcess]:
+    targets = [f"agent_lib.agents.chat:{s}" for s in ("chat_service", "compact_chat_service")]
+    proc = AgentProcess(
+        targets, admin=Admin(restate_server.admin_url), env={PLAN_SECONDS_ENV: "1"}, name="l03-check-chat"
+    )
+    with proc:
+        yield proc
+
+
+@pytest.fixture(scope="module")
+def mine(restate_server: RestateServer, _kit_data: Path) -> Iterator[tuple[AgentProcess, Began]]:
+    began = begin(Admin(restate_server.admin_url))
+    proc = AgentProcess(
+        ["tests.test_check_lesson03:my_chat", "tests.test_check_lesson03:wrong_forget"],
+        admin=Admin(restate_server.admin_url),
+        name="l03-check-mine",
+    )
+    with proc:
+        yield proc, began
+
+
+def _failed(result: CheckResult, *words: str) -> None:
+    assert not result.ok, result
+    assert all(w in result.message for w in words), result.message
+
+
+@dataclass
+class Queue:
+    key: str
+    statuses: list[str]
+    began: Began
+
+
+@pytest.fixture(scope="module")
+def queue(chat: AgentProcess, restate_server: RestateServer) -> Queue:
+    ingress, admin = Ingress(restate_server.ingress_url), Admin(restate_server.admin_url)
+    began = begin(admin)
+    key = f"queue-{uuid.uuid4().hex[:6]}"
+    sent = [ingress.send("ChatAgent", "run", f"Plan a trip to {city}.", key=key) for city in ("Lima", "Oslo", "Kyoto")]
+    statuses = [str(admin.status(s.invocation_id)) for s in sent]
+    for s in sent:
+        ingress.attach(s.invocation_id)
+    return Queue(key, statuses, began)
+
+
+def test_queue_passes_with_three_sends_and_the_statuses_seen_at_once(
+    queue: Queue, admin: Admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(_core._began, 3, queue.began)
+    result = check.lesson_03.exercise_1.sync(admin, queue.key, queue.statuses)
+    assert result.ok, result
+    assert "queued" in result.message
+
+
+def test_queue_fails_with_statuses_read_after_the_messages_finished(
+    queue: Queue, admin: Admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(_core._began, 3, queue.began)
+    late = [str(admin.status(i["id"])) for i in admin.invocations("ChatAgent") if i["target_service_key"] == queue.key]
+    _failed(check.lesson_03.exercise_1.sync(admin, queue.key, late), "already finished")
+
+
+def test_queue_fails_with_the_statuses_out_of_order(
+    queue: Queue, admin: Admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(_core._began, 3, queue.began)
+    assert queue.statuses[1:] == ["pending", "pending"], queue.statuses
+    reversed_order = ["pending", "pending", "running"]
+    _failed(check.lesson_03.exercise_1.sync(admin, queue.key, reversed_order), "first in, first out")
+
+
+def test_queue_fails_with_one_status_missing(queue: Queue, admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(_core._began, 3, queue.began)
+    _failed(check.lesson_03.exercise_1.sync(admin, queue.key, queue.statuses[:2]), "2 status(es)", "3 messages")
+
+
+def test_queue_refuses_a_key_used_before_the_exercises_began(queue: Queue, admin: Admin) -> None:
+    begin(admin)
+    _failed(check.lesson_03.exercise_1.sync(admin, queue.key, queue.statuses), "before the exercises began")
+
+
+def test_queue_fails_with_two_messages_only(chat: AgentProcess, ingress: Ingress, admin: Admin, key: str) -> None:
+    begin(admin)
+    sent = [ingress.send("ChatAgent", "run", f"Plan a trip to {city}.", key=key) for city in ("Lima", "Oslo")]
+    statuses = [str(admin.status(s.invocation_id)) for s in sent]
+    for s in sent:
+        ingress.attach(s.invocation_id)
+    _failed(check.lesson_03.exercise_1.sync(admin, key, statuses), "2 message(s)", "not 3")
+
+
+def test_queue_fails_on_the_wrong_agent(chat: AgentProcess, ingress: Ingress, admin: Admin, key: str) -> None:
+    begin(admin)
+    ingress.call("CompactChatAgent", "run", "Plan a trip to Lima.", key=key)
+    result = check.lesson_03.exercise_1.sync(admin, key, ["running", "pending", "pending"])
+    _failed(result, "on CompactChatAgent, not on ChatAgent")
+
+
+@dataclass
+class Talk:
+    key: str
+    began: Began
+
+
+@pytest.fixture(scope="module")
+def grace(chat: AgentProcess, restate_server: RestateServer) -> Talk:
+    ingress = Ingress(restate_server.ingress_url)
+    began = begin(Admin(restate_server.admin_url))
+    key = f"grace-{uuid.uuid4().hex[:6]}"
+    for message in conversation(30, name="Grace"):
+        ingress.call("CompactChatAgent", "run", message, key=key)
+    return Talk(key, began)
+
+
+def test_compaction_passes_on_a_long_conversation_of_your_own(
+    grace: Talk, ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(_core._began, 3, grace.began)
+    result = check.lesson_03.exercise_2.sync(ingress, admin, grace.key, "Grace")
+    assert result.ok, result
+    assert "Grace" in result.message
+
+
+def test_compaction_fails_on_a_near_miss_name(
+    grace: Talk, ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(_core._began, 3, grace.began)
+    _failed(check.lesson_03.exercise_2.sync(ingress, admin, grace.key, "Gra"), "does not name 'Gra'")
+
+
+def test_compaction_refuses_the_lessons_name(grace: Talk, ingress: Ingress, admin: Admin) -> None:
+    _failed(check.lesson_03.exercise_2.sync(ingress, admin, grace.key, "Ada"), "the lesson's own name")
+
+
+def test_compaction_refuses_a_conversation_from_before_the_exercises(
+    grace: Talk, ingress: Ingress, admin: Admin
+) -> None:
+    begin(admin)
+    _failed(check.lesson_03.exercise_2.sync(ingress, admin, grace.key, "Grace"), "began before the exercises")
+
+
+def test_compaction_fails_on_the_agent_that_keeps_everything(
+    chat: AgentProcess, ingress: Ingress, admin: Admin, key: str
+) -> None:
+    begin(admin)
+    for message in conversation(3, name="Grace"):
+        ingress.call("ChatAgent", "run", message, key=key)
+    _failed(check.lesson_03.exercise_2.sync(ingress, admin, key, "Grace"), "on ChatAgent, not on CompactChatAgent")
+
+
+def test_compaction_fails_on_a_short_conversation(chat: AgentProcess, ingress: Ingress, admin: Admin, key: str) -> None:
+    begin(admin)
+    for message in conversation(4, name="Grace"):
+        ingress.call("CompactChatAgent", "run", message, key=key)
+    _failed(check.lesson_03.exercise_2.sync(ingress, admin, key, "Grace"), "no summary yet")
+
+
+def test_forget_passes_on_a_service_that_clears_its_session(
+    mine: tuple[AgentProcess, Began], ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(_core._began, 3, mine[1])
+    result = check.lesson_03.exercise_3.sync(ingress, admin, service="L03MyChatAgent")
+    assert result.ok, result
+
+
+def test_forget_fails_when_forget_clears_the_wrong_state_key(
+    mine: tuple[AgentProcess, Began], ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(_core._began, 3, mine[1])
+    result = check.lesson_03.exercise_3.sync(ingress, admin, service="L03WrongForgetChatAgent")
+    _failed(result, "after forget, the state still has ['session_store::session']")
+
+
+def test_forget_fails_on_the_lessons_agent_without_forget(
+    chat: AgentProcess, ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    begin(admin)
+    _failed(check.lesson_03.exercise_3.sync(ingress, admin, service="ChatAgent"), "not both 'run' and 'forget'")
+
+
+def test_forget_refuses_a_deployment_registered_before_the_exercises(
+    mine: tuple[AgentProcess, Began], ingress: Ingress, admin: Admin
+) -> None:
+    begin(admin)
+    result = check.lesson_03.exercise_3.sync(ingress, admin, service="L03MyChatAgent")
+    _failed(result, "registered at", "before you began the exercises")

@@ -1,0 +1,164 @@
+"""Lesson 08's checks against right and wrong answers, on one 3-node cluster for the whole module."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from agent_lib import check
+from agent_lib.agents.expenses import SERVICE, Accounting, approve, wait_pending
+from agent_lib.check import CheckResult
+from agent_lib.check._core import Began
+from agent_lib.clients import Admin, Ingress, RestateError
+from agent_lib.cluster import RestateCluster, free_base_port
+from agent_lib.serving import AgentProcess
+
+
+def begin(admin: Admin, cluster: RestateCluster | None = None) -> Began:
+    """Begin lesson 08's exercises; then wait 20 ms: the server may stamp an invocation sent at once 1 ms before it."""
+    began = check.lesson_08.begin(admin, cluster)
+    time.sleep(0.02)
+    return began
+
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestateCluster]:
+    with RestateCluster(tmp_path_factory.mktemp("l08-cluster"), base_port=free_base_port()) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def accounting(tmp_path_factory: pytest.TempPathFactory) -> Accounting:
+    return Accounting(tmp_path_factory.mktemp("l08-accounting"))
+
+
+@pytest.fixture(scope="module")
+def agent(cluster: RestateCluster, accounting: Accounting) -> Iterator[AgentProcess]:
+    proc = AgentProcess(
+        "agent_lib.agents.expenses:expense_service",
+        admin=Admin(cluster.admin_url),
+        env={"EXPENSE_ACCOUNTING_DIR": str(accounting.directory)},
+        name="l08-check-expenses",
+    )
+    with proc:
+        cluster.wait_for_services([SERVICE])
+        yield proc
+
+
+@pytest.fixture
+def node3(cluster: RestateCluster, agent: AgentProcess) -> Iterator[Ingress]:
+    """Node 3's ingress; every node is running again after the test."""
+    yield Ingress(cluster.nodes[2].ingress_url)
+    if not cluster.running:
+        cluster.start()
+
+
+def _claim(node: Ingress, accounting: Accounting, *, key: str | None = None, idempotency_key: str | None = None) -> str:
+    key = key or f"emp-{uuid.uuid4().hex[:6]}"
+    receipt = f"R-{uuid.uuid4().hex[:6]}"
+    accounting.release(receipt)
+    message = f"Reimburse receipt {receipt}: 12.50 EUR for a taxi"
+    return node.send(SERVICE, "run", message, key=key, idempotency_key=idempotency_key).invocation_id
+
+
+def _decide(node: Ingress, admin: Admin, invocation_id: str, *, by: str = "maria", approved: bool = True) -> str:
+    key = str((admin.invocation(invocation_id) or {})["target_service_key"])
+    approve(node, wait_pending(node, [key]), by=by, approved=approved)
+    return str(node.attach(invocation_id))
+
+
+def _failed(result: CheckResult, *words: str) -> None:
+    assert not result.ok, result
+    assert all(w in result.message for w in words), result.message
+
+
+def test_node_1_down_fails_for_the_wrong_node_and_times_then_passes(
+    cluster: RestateCluster, accounting: Accounting, node3: Ingress
+) -> None:
+    admin = Admin(cluster.nodes[2].admin_url)
+    begin(admin, cluster)
+    cluster.nodes[1].kill()
+    cluster.wait_ready()
+    while_node_2_down = _claim(node3, accounting)
+    _decide(node3, admin, while_node_2_down)
+    _failed(check.lesson_08.exercise_1.sync(admin, [while_node_2_down], cluster), "you killed node 2")
+    cluster.nodes[1].start()
+    cluster.wait_ready()
+
+    cluster.nodes[0].kill()
+    cluster.wait_ready()
+    while_node_1_down = _claim(node3, accounting)
+    _decide(node3, admin, while_node_1_down)
+    _failed(check.lesson_08.exercise_1.sync(admin, [while_node_1_down], cluster), "not back: ['node-1']")
+    cluster.nodes[0].start()
+    cluster.wait_ready()
+    result = check.lesson_08.exercise_1.sync(admin, [while_node_1_down], cluster)
+    assert result.ok, result
+    both = [while_node_2_down, while_node_1_down]
+    _failed(check.lesson_08.exercise_1.sync(admin, both, cluster), f"{while_node_2_down} ran from", "not while node 1")
+    begin(admin, cluster)
+    _failed(check.lesson_08.exercise_1.sync(admin, [while_node_1_down], cluster), "before you began the exercises")
+
+
+def test_two_nodes_down_passes_with_one_key_and_fails_with_one_node_down(
+    cluster: RestateCluster, accounting: Accounting, node3: Ingress
+) -> None:
+    admin = Admin(cluster.nodes[2].admin_url)
+    begin(admin, cluster)
+    cluster.nodes[0].kill()
+    cluster.wait_ready()
+    one_down = f"claim-{uuid.uuid4().hex[:6]}"
+    _decide(node3, admin, _claim(node3, accounting, key=one_down, idempotency_key=one_down))
+    _failed(check.lesson_08.exercise_2.sync(admin, one_down), "no two nodes were down at the same time")
+
+    cluster.nodes[1].kill()
+    idem = f"claim-{uuid.uuid4().hex[:6]}"
+    with contextlib.suppress(httpx.HTTPError, RestateError, ConnectionError):
+        _claim(Ingress(cluster.nodes[2].ingress_url, timeout=10), accounting, key=idem, idempotency_key=idem)
+    cluster.nodes[0].start()
+    cluster.wait_ready()
+    again = _claim(node3, accounting, key=idem, idempotency_key=idem)
+    _decide(node3, admin, again)
+    cluster.nodes[1].start()
+    cluster.wait_ready()
+    result = check.lesson_08.exercise_2.sync(admin, idem)
+    assert result.ok, result
+    _failed(check.lesson_08.exercise_2.sync(admin, idem.upper()), "no ExpenseAgent invocation has the idempotency key")
+    begin(admin, cluster)
+    _failed(check.lesson_08.exercise_2.sync(admin, idem), "before you began the exercises")
+
+
+def test_rejection_passes_for_li_and_fails_for_an_approval_or_another_approver(
+    cluster: RestateCluster, accounting: Accounting, node3: Ingress
+) -> None:
+    admin = Admin(cluster.nodes[2].admin_url)
+    begin(admin, cluster)
+    waiting = _claim(node3, accounting)
+    wait_pending(node3, [str((admin.invocation(waiting) or {})["target_service_key"])])
+    _failed(check.lesson_08.exercise_3.sync(node3, admin, waiting), "still waits for its approval")
+    _decide(node3, admin, waiting, by="li", approved=False)
+    result = check.lesson_08.exercise_3.sync(node3, admin, waiting)
+    assert result.ok, result
+    approved = _claim(node3, accounting)
+    _decide(node3, admin, approved, by="li")
+    _failed(check.lesson_08.exercise_3.sync(node3, admin, approved), "not a rejection")
+    by_maria = _claim(node3, accounting)
+    _decide(node3, admin, by_maria, by="maria", approved=False)
+    _failed(check.lesson_08.exercise_3.sync(node3, admin, by_maria), "not li's")
+
+
+def test_a_check_without_begin_on_this_cluster_says_to_run_begin(cluster: RestateCluster, node3: Ingress) -> None:
+    admin = Admin(cluster.nodes[2].admin_url)
+    begin(admin)
+    other = RestateCluster(cluster.base_dir / "unused", base_port=free_base_port())
+    result = check.lesson_08.exercise_1.sync(admin, ["inv_1abc"], other)
+    _failed(result, "does not watch this cluster's nodes")
+    assert "check.lesson_08.begin(admin, cluster)" in result.hint

@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlparse
 
@@ -347,6 +347,10 @@ def created_at(value: str) -> datetime:
     return datetime.fromisoformat(f"{match[1]}.{micros}")
 
 
+_CLOCK_SLACK = timedelta(milliseconds=50)
+"""The server may stamp an invocation sent right after begin() a millisecond before the time begin() read."""
+
+
 def _server_now(admin: Admin) -> datetime:
     rows = admin.query("SELECT now() AS now")
     now = created_at(rows[0]["now"])
@@ -384,7 +388,7 @@ def require_new(
     start = began()
     made = created_at(row["created_at"])
     require(
-        made >= start.at,
+        made >= start.at - _CLOCK_SLACK,
         f"{what} {row['id']} was created at {made:%H:%M:%S}, before you began the exercises ({start.at:%H:%M:%S} "
         "UTC): it is the lesson's own (or an earlier run's), not the exercise's",
         hint
@@ -474,7 +478,7 @@ def require_new_deployment(admin: Admin, service: str, hint: str = "") -> dict[s
     start = began()
     made = created_at(dep["created_at"])
     require(
-        made >= start.at,
+        made >= start.at - _CLOCK_SLACK,
         f"{service} is served by a deployment registered at {made:%H:%M:%S}, before you began the exercises "
         f"({start.at:%H:%M:%S} UTC): that is the lesson's, an earlier run's or someone else's, not the one you "
         "serve now",

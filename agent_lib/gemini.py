@@ -155,18 +155,22 @@ _BACKOFF = _Backoff()
 
 def succeeded(invocation: str | None) -> None:
     """Forget an invocation's failures once a model call succeeds."""
-    _BACKOFF.succeeded(invocation or "-")
+    if invocation is not None:
+        _BACKOFF.succeeded(invocation)
 
 
 def _retry(message: str, status: int, invocation: str | None, asked: float | None) -> RetryableError:
-    exponential = _BACKOFF.next_delay(invocation or "-")
+    exponential = _BACKOFF.next_delay(invocation) if invocation is not None else BACKOFF_FIRST_SECONDS
     delay = max(asked, 1.0) if asked is not None else exponential
     text = f"{message}: next try in {delay:g} s"
     return RetryableError(scrub(text), status_code=status, retry_after=timedelta(seconds=delay))
 
 
 def model_fault(err: BaseException, *, model: str, invocation: str | None = None) -> Exception | None:
-    """Turn a failed Gemini call into a RetryableError (it heals) or a TerminalError (fix something), else None."""
+    """Turn a failed Gemini call into a RetryableError (it heals) or a TerminalError (fix something), else None.
+
+    The backoff grows with the consecutive failures of `invocation`; a call outside an invocation waits the first step.
+    """
     if isinstance(err, (TerminalError, RetryableError)):
         return None
     api = _api_error(err)

@@ -292,6 +292,10 @@ def test_the_backoff_starts_over_after_a_model_call_succeeds(stub: GeminiStub, m
 
     for name, value in stub.env().items():
         monkeypatch.setenv(name, value)
+    import agent_lib.models
+
+    invocation = f"inv_backoff_{uuid.uuid4().hex[:8]}"  # as if inside one invocation, retried
+    monkeypatch.setattr(agent_lib.models, "_invocation_id", lambda: invocation)
     model = CountingGemini(model="gemini-2.5-flash", name="backoff_test")
     request = LlmRequest(
         model="gemini-2.5-flash", contents=[types.Content(role="user", parts=[types.Part.from_text(text="hi")])]

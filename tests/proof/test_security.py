@@ -19,6 +19,7 @@ import pytest
 
 from agent_lib._paths import REPO_ROOT
 from agent_lib.clients import Admin, Ingress, RestateError
+from agent_lib.gemini_stub import GeminiStub
 from agent_lib.ledger import Ledger
 from agent_lib.models import model_description
 from agent_lib.server import RestateServer
@@ -129,20 +130,26 @@ def test_no_key_in_the_doctor_or_model_description(
         holds=False,
         detail="",
     )
-    env = {**os.environ, "GOOGLE_API_KEY": FAKE_KEY, "GEMINI_API_KEY": FAKE_KEY}
-    doctor = subprocess.run(
-        [sys.executable, "-m", "agent_lib", "doctor"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        cwd=REPO_ROOT,
-    )
+    with GeminiStub() as stub:  # the doctor asks Gemini about the key: the stub answers, and its 403 names the key
+        env = {**os.environ, "GOOGLE_API_KEY": FAKE_KEY, "GEMINI_API_KEY": FAKE_KEY, "GOOGLE_GEMINI_BASE_URL": stub.url}
+        doctor = subprocess.run(
+            [sys.executable, "-m", "agent_lib", "doctor"], capture_output=True, text=True, env=env, timeout=300
+        )
+        stub.fault("denied")
+        refused = subprocess.run(
+            [sys.executable, "-m", "agent_lib", "doctor"], capture_output=True, text=True, env=env, timeout=300
+        )
     monkeypatch.setenv("GOOGLE_API_KEY", FAKE_KEY)
     described = model_description()
-    leaks = _texts_with_key({"doctor": doctor.stdout + doctor.stderr, "model_description": described})
+    outputs = {
+        "doctor": doctor.stdout + doctor.stderr,
+        "doctor, key refused": refused.stdout + refused.stderr,
+        "model_description": described,
+    }
+    leaks = _texts_with_key(outputs)
     record.update(holds=not leaks and "Gemini" in described, detail=f"model_description() says {described!r}")
-    assert "Gemini" in described and "key from GOOGLE_API_KEY" in doctor.stdout
+    assert "Gemini" in described and "accepts the key in GOOGLE_API_KEY" in doctor.stdout
+    assert "Gemini refused this key (403 PERMISSION_DENIED" in refused.stdout and "<your API key>" in refused.stdout
     assert not leaks
 
 
@@ -170,9 +177,11 @@ def test_no_key_in_notebook_00_outputs(
     monkeypatch.setenv("RESTATE_INGRESS_URL", proof_server.ingress_url)
     monkeypatch.setenv("RESTATE_ADMIN_URL", proof_server.admin_url)
     notebook = nbformat.read(REPO_ROOT / "notebooks" / "00_setup.ipynb", as_version=4)
-    nbclient.NotebookClient(
-        notebook, timeout=600, resources={"metadata": {"path": str(REPO_ROOT / "notebooks")}}
-    ).execute()
+    with GeminiStub() as stub:  # the doctor's key check asks it (no network here)
+        monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", stub.url)
+        nbclient.NotebookClient(
+            notebook, timeout=600, resources={"metadata": {"path": str(REPO_ROOT / "notebooks")}}
+        ).execute()
     outputs = json.dumps([cell.get("outputs", []) for cell in notebook.cells])
     leaks = _texts_with_key({"outputs": outputs})
     record.update(holds=not leaks, detail=f"{len(notebook.cells)} cells run, {len(outputs):,} chars of output")

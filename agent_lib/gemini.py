@@ -37,6 +37,7 @@ __all__ = [
     "api_key",
     "check_key",
     "gemini_model_name",
+    "key_problem",
     "model_fault",
     "model_timeout_seconds",
     "scrub",
@@ -60,6 +61,20 @@ def api_key() -> tuple[str, str] | None:
 def _key_var() -> str:
     found = api_key()
     return found[0] if found else "GOOGLE_API_KEY"
+
+
+def key_problem() -> str | None:
+    """Say what is wrong with the key's text itself (a bad paste: quotes, spaces inside, non-ASCII), or None."""
+    found = api_key()
+    if found is None:
+        return None
+    var, key = found
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", key.strip()):
+        return (
+            f"the key in {var} has characters an API key never has (quotes, spaces inside, or letters outside "
+            "A-Z, a-z, 0-9, - and _): copy it again from https://aistudio.google.com/apikey"
+        )
+    return None
 
 
 def gemini_model_name() -> str:
@@ -233,6 +248,9 @@ def check_key(timeout: float = 10.0) -> KeyCheck:
     if found is None:
         return KeyCheck("offline", "no GOOGLE_API_KEY or GEMINI_API_KEY set: agents run on the offline stand-in model")
     var, key = found
+    problem = key_problem()
+    if problem is not None:
+        return KeyCheck("rejected", problem.split(": ")[0], problem.split(": ", 1)[1])
     model = gemini_model_name()
     from google.genai import Client, types
 

@@ -256,6 +256,9 @@ class CountingGemini(_CountsCalls, Gemini):
         self, llm_request: LlmRequest, stream: bool = False
     ) -> AsyncGenerator[LlmResponse, None]:
         """Call Gemini and count the call; a fault becomes a retry with a reason, or a clear error."""
+        problem = gemini.key_problem()
+        if problem is not None:
+            raise TerminalError(f"Gemini cannot be asked: {problem}", status_code=502)
         self._count_call(self.model)
         invocation = _invocation_id()
         responses = super().generate_content_async(llm_request, stream=stream)

@@ -351,3 +351,27 @@ def test_the_stub_refuses_a_malformed_request_as_gemini_does(stub: GeminiStub) -
     no_key = httpx.post(url, json={"contents": []})
     assert no_key.status_code == 403 and no_key.json()["error"]["status"] == "PERMISSION_DENIED"
     assert httpx.get(f"{stub.url}/v1beta/nothing", headers=headers).status_code == 404
+
+
+@pytest.mark.parametrize("key", ['"AIzaSy-pasted-with-quotes"', "AIzaSy pasted with spaces", "AIzaSy-ключ"])
+def test_a_badly_pasted_key_is_named_by_the_doctor_and_the_agent(
+    stub: GeminiStub, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    import asyncio
+
+    from google.adk.models.llm_request import LlmRequest
+    from google.genai import types
+    from restate.exceptions import TerminalError
+
+    from agent_lib.gemini import check_key
+    from agent_lib.models import CountingGemini
+
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", stub.url)
+    monkeypatch.setenv("GOOGLE_API_KEY", key)
+    verdict = check_key()
+    assert verdict.state == "rejected" and "has characters an API key never has" in verdict.detail
+    assert "aistudio.google.com/apikey" in verdict.fix and key not in verdict.detail + verdict.fix
+    model = CountingGemini(model="gemini-2.5-flash", name="pasted")
+    request = LlmRequest(model="gemini-2.5-flash", contents=[types.Content(role="user", parts=[types.Part(text="hi")])])
+    with pytest.raises(TerminalError, match="Gemini cannot be asked: the key in GOOGLE_API_KEY has characters"):
+        asyncio.run(anext(model.generate_content_async(request)))

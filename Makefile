@@ -4,27 +4,31 @@ SHELL := /bin/bash
 
 VENV := .venv
 PY := $(VENV)/bin/python
-PY_STAMP := $(VENV)/.installed
+PY_STAMP := $(VENV)/.installed-lab
+DEV_STAMP := $(VENV)/.installed-dev
+INSTALLER ?= auto
+export VENV INSTALLER
 NPM_STAMP := node_modules/.installed
 LAB_PORT ?= 8888
 NB_TIMEOUT ?= 900
 
-.PHONY: help setup server up lab test test-fast notebooks doctor stop down clean reset strip check-notebooks lint format bench reliability
+.PHONY: help setup setup-dev lock server up lab test test-fast notebooks doctor stop down clean reset strip check-notebooks lint format bench reliability
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-setup: $(PY_STAMP) $(NPM_STAMP) ## create .venv (Python >= 3.12) and install the pinned packages and server
+setup: $(PY_STAMP) $(NPM_STAMP) ## create .venv (Python >= 3.12), install the lessons' locked packages and the server
 
-$(PY_STAMP): requirements.txt scripts/find-python
-	@if [ ! -x $(PY) ] || ! $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then \
-	  python=$$(scripts/find-python) || exit 1; \
-	  echo "Creating $(VENV) with $$python"; rm -rf $(VENV); "$$python" -m venv $(VENV) || exit 1; \
-	fi
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -c 'import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()["purelib"], "agent_lib.pth").write_text("$(CURDIR)\n")'
-	@touch $@
+setup-dev: $(DEV_STAMP) $(NPM_STAMP) ## setup, plus the maintainers' test, lint and browser tools (requirements/dev.txt)
+
+$(PY_STAMP): requirements/lab.txt scripts/python-deps scripts/find-python
+	@scripts/python-deps install lab
+
+$(DEV_STAMP): requirements/dev.txt requirements/lab.txt scripts/python-deps scripts/find-python
+	@scripts/python-deps install dev
+
+lock: ## (maintainers) re-resolve the locks requirements/*.txt from the pins in requirements/*.in (UPGRADE=1: newest)
+	@scripts/python-deps lock
 
 $(NPM_STAMP): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 18 or newer (it brings npm), then run make again" >&2; exit 1; }
@@ -48,13 +52,13 @@ lab: up ## set up, start everything and open JupyterLab on notebooks/
 	  --IdentityProvider.token=$$token --ServerApp.root_dir=notebooks --LabApp.news_url=None \
 	  $$([ "$$(id -u)" = 0 ] && echo --ServerApp.allow_root=True)
 
-test: setup up ## set up, start everything, run the unit tests and execute every notebook
+test: $(DEV_STAMP) setup up ## set up, start everything, run the unit tests and execute every notebook
 	$(PY) -m pytest --nbmake --nbmake-timeout=$(NB_TIMEOUT) --durations=30 tests notebooks
 
-test-fast: setup ## the unit tests only (they start private servers of their own)
+test-fast: $(DEV_STAMP) setup ## the unit tests only (they start private servers of their own)
 	$(PY) -m pytest tests -m "not browser"
 
-notebooks: setup up ## execute every notebook with nbmake
+notebooks: $(DEV_STAMP) setup up ## execute every notebook with nbmake
 	$(PY) -m pytest --nbmake --nbmake-timeout=$(NB_TIMEOUT) notebooks
 
 stop: ## stop the server and agent processes the kit started
@@ -72,7 +76,7 @@ BENCH_FLAGS ?=
 bench: setup ## measure durability's cost against plain ADK -> docs/PERFORMANCE.md, docs/img/ (BENCH_FLAGS=--notebooks)
 	$(PY) bench/run.py $(BENCH_FLAGS)
 
-reliability: setup ## the proof suite (crash matrix, restarts, node loss, bad input, security) -> docs/RELIABILITY.md
+reliability: $(DEV_STAMP) setup ## the proof suite (crash matrix, restarts, node loss, bad input, security) -> docs/RELIABILITY.md
 	$(PY) -m pytest tests/proof tests/test_cluster.py::test_killing_a_node_loses_no_invocation_and_it_rejoins --reliability-report docs/RELIABILITY.md
 
 strip: setup ## strip outputs from every notebook
@@ -81,10 +85,10 @@ strip: setup ## strip outputs from every notebook
 check-notebooks: setup ## fail if a notebook has outputs or lacks kernelspec metadata
 	$(PY) scripts/strip_notebooks.py --check notebooks
 
-lint: setup ## ruff (checks and format) and mypy
+lint: $(DEV_STAMP) ## ruff (checks and format) and mypy
 	$(PY) -m ruff check agent_lib tests scripts bench notebooks
 	$(PY) -m ruff format --check agent_lib tests scripts bench
 	$(PY) -m mypy agent_lib
 
-format: setup ## format the code with ruff
+format: $(DEV_STAMP) ## format the code with ruff
 	$(PY) -m ruff format agent_lib tests scripts bench

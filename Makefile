@@ -12,7 +12,7 @@ NPM_STAMP := node_modules/.installed
 LAB_PORT ?= 8888
 NB_TIMEOUT ?= 900
 
-.PHONY: help setup setup-dev lock server up lab test test-fast notebooks doctor stop down clean reset strip check-notebooks lint format bench reliability
+.PHONY: help setup setup-dev sync lock server up lab test test-fast notebooks doctor stop down clean reset strip check-notebooks lint format bench reliability
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ $(PY_STAMP): requirements/lab.txt scripts/python-deps scripts/find-python
 
 $(DEV_STAMP): requirements/dev.txt requirements/lab.txt scripts/python-deps scripts/find-python
 	@scripts/python-deps install dev
+
+sync: ## put .venv back to exactly its lock (after a pip install or upgrade by hand, say)
+	@scripts/python-deps install lab
 
 lock: ## (maintainers) re-resolve the locks requirements/*.txt from the pins in requirements/*.in (UPGRADE=1: newest)
 	@scripts/python-deps lock

@@ -110,9 +110,9 @@ def _packages() -> list[Check]:
         try:
             have = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
-            checks.append(Check("packages", False, f"{name} is not installed", "run `make setup`"))
+            checks.append(Check("packages", False, f"{name} is not installed", "run `make sync`"))
             continue
-        fix = "" if have == want else f"the course pins {want}: run `make setup`"
+        fix = "" if have == want else f"the course pins {want}: run `make sync`"
         checks.append(Check("packages", have == want, f"{name} {have}", fix))
     return checks
 
@@ -126,7 +126,7 @@ def _lock() -> Check:
             "packages", True, f"the {len(locked_packages(LAB_LOCK))} packages of {name}, at their locked versions"
         )
     shown = ", ".join(problems[:4]) + (f" and {len(problems) - 4} more" if len(problems) > 4 else "")
-    return Check("packages", False, f"{len(problems)} package(s) differ from {name}: {shown}", "run `make setup`")
+    return Check("packages", False, f"{len(problems)} package(s) differ from {name}: {shown}", "run `make sync`")
 
 
 def _binary() -> Check:

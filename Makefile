@@ -12,7 +12,7 @@ NPM_STAMP := node_modules/.installed
 LAB_PORT ?= 8888
 NB_TIMEOUT ?= 900
 
-.PHONY: help setup setup-dev sync lock server up lab test test-fast notebooks doctor stop down clean reset strip check-notebooks lint format bench reliability
+.PHONY: help setup setup-dev sync bundle lock server up lab test test-fast notebooks doctor stop down clean reset strip check-notebooks lint format bench reliability
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -29,6 +29,12 @@ $(DEV_STAMP): requirements/dev.txt requirements/lab.txt scripts/python-deps scri
 
 sync: ## put .venv back to exactly its lock (after a pip install or upgrade by hand, say)
 	@scripts/python-deps install lab
+
+WHEELHOUSE ?=
+BUNDLE_FOR ?= this
+export WHEELHOUSE BUNDLE_FOR
+bundle: ## (instructors) the lab lock's wheels for an offline room into wheelhouse/ (BUNDLE_FOR="this macos-arm64-3.12 ...")
+	@WHEELHOUSE=$${WHEELHOUSE:-wheelhouse} scripts/python-deps bundle
 
 lock: ## (maintainers) re-resolve the locks requirements/*.txt from the pins in requirements/*.in (UPGRADE=1: newest)
 	@scripts/python-deps lock
@@ -55,7 +61,7 @@ lab: up ## set up, start everything and open JupyterLab on notebooks/
 	  --IdentityProvider.token=$$token --ServerApp.root_dir=notebooks --LabApp.news_url=None \
 	  $$([ "$$(id -u)" = 0 ] && echo --ServerApp.allow_root=True)
 
-test: $(DEV_STAMP) setup up ## set up, start everything, run the unit tests and execute every notebook
+test: $(DEV_STAMP) setup up ## set up with the maintainers' tools, start everything, run the unit tests and every notebook
 	$(PY) -m pytest --nbmake --nbmake-timeout=$(NB_TIMEOUT) --durations=30 tests notebooks
 
 test-fast: $(DEV_STAMP) setup ## the unit tests only (they start private servers of their own)

@@ -4,28 +4,41 @@ SHELL := /bin/bash
 
 VENV := .venv
 PY := $(VENV)/bin/python
-PY_STAMP := $(VENV)/.installed
+PY_STAMP := $(VENV)/.installed-lab
+DEV_STAMP := $(VENV)/.installed-dev
+INSTALLER ?= auto
+export VENV INSTALLER
 NPM_STAMP := node_modules/.installed
 LAB_PORT ?= 8888
 NB_TIMEOUT ?= 900
 PYTEST_FLAGS ?=
 
-.PHONY: help setup server up lab test test-fast test-gemini test-replay notebooks html doctor stop down clean reset reset-progress strip check-notebooks lint format bench reliability
+.PHONY: help setup setup-dev sync bundle lock server up lab test test-fast test-gemini test-replay notebooks html doctor stop down clean reset reset-progress strip check-notebooks lint format bench reliability
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-setup: $(PY_STAMP) $(NPM_STAMP) ## create .venv (Python >= 3.12) and install the pinned packages and server
+setup: $(PY_STAMP) $(NPM_STAMP) ## create .venv (Python >= 3.12), install the lessons' locked packages and the server
 
-$(PY_STAMP): requirements.txt scripts/find-python
-	@if [ ! -x $(PY) ] || ! $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then \
-	  python=$$(scripts/find-python) || exit 1; \
-	  echo "Creating $(VENV) with $$python"; rm -rf $(VENV); "$$python" -m venv $(VENV) || exit 1; \
-	fi
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -c 'import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()["purelib"], "agent_lib.pth").write_text("$(CURDIR)\n")'
-	@touch $@
+setup-dev: $(DEV_STAMP) $(NPM_STAMP) ## setup, plus the maintainers' test, lint and browser tools (requirements/dev.txt)
+
+$(PY_STAMP): requirements/lab.txt scripts/python-deps scripts/find-python
+	@scripts/python-deps install lab
+
+$(DEV_STAMP): requirements/dev.txt requirements/lab.txt scripts/python-deps scripts/find-python
+	@scripts/python-deps install dev
+
+sync: ## put .venv back to exactly its lock (after a pip install or upgrade by hand, say)
+	@scripts/python-deps install lab
+
+WHEELHOUSE ?=
+BUNDLE_FOR ?= this
+export WHEELHOUSE BUNDLE_FOR
+bundle: ## (instructors) the lab lock's wheels for an offline room into wheelhouse/ (BUNDLE_FOR="this macos-arm64-3.12 ...")
+	@WHEELHOUSE=$${WHEELHOUSE:-wheelhouse} scripts/python-deps bundle
+
+lock: ## (maintainers) re-resolve the locks requirements/*.txt from the pins in requirements/*.in (UPGRADE=1: newest)
+	@scripts/python-deps lock
 
 $(NPM_STAMP): package.json package-lock.json
 	@command -v npm >/dev/null || { echo "npm is missing: install Node.js 18 or newer (it brings npm), then run make again" >&2; exit 1; }
@@ -51,7 +64,7 @@ lab: up ## set up, start everything and open JupyterLab on notebooks/
 	  --IdentityProvider.token=$$token --ServerApp.root_dir=notebooks --LabApp.news_url=None \
 	  $$([ "$$(id -u)" = 0 ] && echo --ServerApp.allow_root=True)
 
-test: setup up ## set up, start everything, run the unit tests and every notebook, then the lessons on Gemini's path
+test: $(DEV_STAMP) setup up ## set up with the maintainers' tools, run the unit tests and every notebook, then the lessons on Gemini's path
 	$(PY) -m pytest --nbmake --nbmake-timeout=$(NB_TIMEOUT) --durations=30 $(PYTEST_FLAGS) tests notebooks
 	@$(MAKE) --no-print-directory test-gemini
 
@@ -60,18 +73,18 @@ AGENT_TESTS := tests/test_weather.py tests/test_claims.py tests/test_specialists
   tests/test_capstone.py tests/test_chat.py tests/test_orders.py tests/test_versioned.py tests/test_always_replay.py
 LESSON_MODE := $(PY) scripts/lesson_mode.py
 
-test-gemini: setup ## the lessons again on the real Gemini code path, against a local Gemini stub (own ports)
+test-gemini: $(DEV_STAMP) setup ## the lessons again on the real Gemini code path, against a local Gemini stub (own ports)
 	$(LESSON_MODE) --name gemini --gemini-stub -- \
 	  --nbmake --nbmake-timeout=$(NB_TIMEOUT) --durations=10 $(PYTEST_FLAGS) $(LESSONS)
 
-test-replay: setup ## the lessons and the finished agents' tests on a server that replays at every await (own ports)
+test-replay: $(DEV_STAMP) setup ## the lessons and the finished agents' tests on a server that replays at every await (own ports)
 	$(LESSON_MODE) --name replay --env RESTATE_ALWAYS_REPLAY=1 -- \
 	  --nbmake --nbmake-timeout=$(NB_TIMEOUT) --durations=15 $(PYTEST_FLAGS) $(AGENT_TESTS) $(LESSONS)
 
-test-fast: setup ## the unit tests only (they start private servers of their own)
+test-fast: $(DEV_STAMP) setup ## the unit tests only (they start private servers of their own)
 	$(PY) -m pytest tests -m "not browser"
 
-notebooks: setup up ## execute every notebook with nbmake
+notebooks: $(DEV_STAMP) setup up ## execute every notebook with nbmake
 	$(PY) -m pytest --nbmake --nbmake-timeout=$(NB_TIMEOUT) notebooks
 
 html: setup up ## execute every lesson and export it, with its outputs, to site/ (open site/index.html)
@@ -97,7 +110,7 @@ BENCH_FLAGS ?=
 bench: setup ## measure durability's cost against plain ADK -> docs/PERFORMANCE.md, docs/img/ (BENCH_FLAGS=--notebooks)
 	$(PY) bench/run.py $(BENCH_FLAGS)
 
-reliability: setup ## the proof suite (crash matrix, restarts, node loss, bad input, security) -> docs/RELIABILITY.md
+reliability: $(DEV_STAMP) setup ## the proof suite (crash matrix, restarts, node loss, bad input, security) -> docs/RELIABILITY.md
 	$(PY) -m pytest tests/proof tests/test_cluster.py::test_killing_a_node_loses_no_invocation_and_it_rejoins --reliability-report docs/RELIABILITY.md
 
 strip: setup ## strip outputs from every notebook
@@ -106,10 +119,10 @@ strip: setup ## strip outputs from every notebook
 check-notebooks: setup ## fail if a notebook has outputs or lacks kernelspec metadata
 	$(PY) scripts/strip_notebooks.py --check notebooks
 
-lint: setup ## ruff (checks and format) and mypy
+lint: $(DEV_STAMP) ## ruff (checks and format) and mypy
 	$(PY) -m ruff check agent_lib tests scripts bench notebooks
 	$(PY) -m ruff format --check agent_lib tests scripts bench
 	$(PY) -m mypy agent_lib
 
-format: setup ## format the code with ruff
+format: $(DEV_STAMP) ## format the code with ruff
 	$(PY) -m ruff format agent_lib tests scripts bench

@@ -11,7 +11,8 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import server as _server
@@ -20,7 +21,25 @@ from .clients import Admin, admin_url, ingress_url
 from .gemini import check_key
 from .models import model_description
 
-__all__ = ["Check", "pinned_packages", "platform_check", "run_checks", "server_builds"]
+__all__ = [
+    "Check",
+    "Drift",
+    "LAB_LOCK",
+    "LAB_PINS",
+    "installed_packages",
+    "lock_drift",
+    "locked_packages",
+    "pinned_packages",
+    "platform_check",
+    "run_checks",
+    "server_builds",
+]
+
+LAB_PINS = REPO_ROOT / "requirements" / "lab.in"
+"""The lessons' direct pins (the maintainers' extra ones are in requirements/dev.in)."""
+LAB_LOCK = REPO_ROOT / "requirements" / "lab.txt"
+"""The lessons' whole package tree, locked with hashes by `make lock`; `make setup` installs exactly this."""
+_INSTALLER_ONLY = {"pip"}  # the venv's own installer: in every venv, in no lock
 
 
 @dataclass(frozen=True)
@@ -33,14 +52,58 @@ class Check:
     fix: str = ""
 
 
-def pinned_packages() -> dict[str, str]:
-    """Return {package: version} as pinned in requirements.txt."""
+def pinned_packages(path: Path = LAB_PINS) -> dict[str, str]:
+    """Return {package: version} as pinned (==) in requirements/lab.in, the lessons' direct pins."""
     pins = {}
-    for line in (REPO_ROOT / "requirements.txt").read_text().splitlines():
-        m = re.match(r"^([A-Za-z0-9_.-]+)(\[[^\]]*\])?==([^\s#]+)", line.strip())
+    for line in path.read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9_.-]+)(\[[^\]]*\])?==([^\s#;]+)", line.strip())
         if m:
             pins[m.group(1)] = m.group(3)
     return pins
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked_packages(lock: Path = LAB_LOCK) -> dict[str, str]:
+    """Return {normalized name: version} for what a lock installs on this Python and platform (markers applied)."""
+    from packaging.markers import Marker  # in every locked set (jupyterlab needs it); kept out of import time
+
+    locked = {}
+    for line in lock.read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)\s*(?:;([^\\]*))?", line)
+        if m and (not m.group(3) or Marker(m.group(3).strip()).evaluate()):
+            locked[_normalize(m.group(1))] = m.group(2)
+    return locked
+
+
+def installed_packages() -> dict[str, str]:
+    """Return {normalized name: version} for every distribution this Python sees, but the venv's pip."""
+    found = {_normalize(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
+    return {name: version for name, version in found.items() if name not in _INSTALLER_ONLY}
+
+
+@dataclass(frozen=True)
+class Drift:
+    """How an environment differs from a lock: packages missing, at another version, or not in the lock."""
+
+    missing: list[str] = field(default_factory=list)
+    wrong: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.wrong or self.extra)
+
+
+def lock_drift(lock: Path = LAB_LOCK, installed: dict[str, str] | None = None) -> Drift:
+    """Compare the installed packages (or `installed`) with a lock, for this Python and platform."""
+    want, have = locked_packages(lock), installed_packages() if installed is None else installed
+    return Drift(
+        missing=[f"{n} (locked {v}) is not installed" for n, v in sorted(want.items()) if n not in have],
+        wrong=[f"{n} {have[n]} (locked {v})" for n, v in sorted(want.items()) if n in have and have[n] != v],
+        extra=[f"{n} {v} is not in the lock" for n, v in sorted(have.items()) if n not in want],
+    )
 
 
 def _python() -> Check:
@@ -56,11 +119,23 @@ def _packages() -> list[Check]:
         try:
             have = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
-            checks.append(Check("packages", False, f"{name} is not installed", "run `make setup`"))
+            checks.append(Check("packages", False, f"{name} is not installed", "run `make sync`"))
             continue
-        fix = "" if have == want else f"the course pins {want}: run `make setup`"
+        fix = "" if have == want else f"the course pins {want}: run `make sync`"
         checks.append(Check("packages", have == want, f"{name} {have}", fix))
     return checks
+
+
+def _lock() -> Check:
+    drift = lock_drift(LAB_LOCK)  # packages beyond the lock are fine here: a maintainer's tools, a learner's own
+    name = LAB_LOCK.relative_to(REPO_ROOT)
+    problems = drift.missing + drift.wrong
+    if not problems:
+        return Check(
+            "packages", True, f"the {len(locked_packages(LAB_LOCK))} packages of {name}, at their locked versions"
+        )
+    shown = ", ".join(problems[:4]) + (f" and {len(problems) - 4} more" if len(problems) > 4 else "")
+    return Check("packages", False, f"{len(problems)} package(s) differ from {name}: {shown}", "run `make sync`")
 
 
 def _binary() -> Check:
@@ -161,6 +236,7 @@ def run_checks() -> list[Check]:
         _tools(),
         _python(),
         *_packages(),
+        _lock(),
         _binary(),
         _port("ingress", ingress_url(), server_up),
         _port("admin API and UI", admin_url(), server_up),

@@ -72,11 +72,13 @@ def test_set_up_pins_python_node_and_caches_on_the_lockfiles(workflow: dict[Any,
     for job in workflow["jobs"]:
         python = _uses(workflow, job, "actions/setup-python")
         assert python["python-version"] == "3.12"
-        assert python["cache"] == "pip" and python["cache-dependency-path"] == "requirements.txt"
+        assert python["cache"] == "pip" and python["cache-dependency-path"] == "requirements/*.txt"
         node = _uses(workflow, job, "actions/setup-node")
         assert str(node["node-version"]) == "20"
         assert node["cache"] == "npm" and node["cache-dependency-path"] == "package-lock.json"
-        assert (REPO / python["cache-dependency-path"]).is_file() and (REPO / node["cache-dependency-path"]).is_file()
+        locks = sorted(p.name for p in REPO.glob(python["cache-dependency-path"]))
+        assert {"lab.txt", "dev.txt"} <= set(locks), f"the pip cache is keyed on the locks, found {locks}"
+        assert (REPO / node["cache-dependency-path"]).is_file()
 
 
 def test_the_browser_tests_drive_the_preinstalled_chrome(workflow: dict[Any, Any]) -> None:

@@ -175,6 +175,7 @@ def answers(restate_server: RestateServer, _kit_data: Path) -> Iterator[AgentPro
 def began_later(answers: AgentProcess, admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
     """Begin the exercises again now, for this test only: everything made so far is the lesson's."""
     monkeypatch.setitem(_core._began, 1, _core._began[1])
+    time.sleep(0.05)  # what came before begin() is at least this much older than it
     _core.begin(1, admin)
 
 
@@ -279,6 +280,7 @@ def test_exercise_2_fails_a_key_filled_before_begin(
 ) -> None:
     _remember(ingress, "T01Forecast", key)
     monkeypatch.setitem(_core._began, 1, _core._began[1])
+    time.sleep(0.05)  # what came before begin() is at least this much older than it
     _core.begin(1, admin)
     admin.register(answers.url)  # the agent is served again after begin: only the key is old
     result = check.lesson_01.exercise_2.sync(ingress, admin, key, service="T01Forecast")

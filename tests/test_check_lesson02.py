@@ -7,6 +7,7 @@ The orders are real: sent to the order agents in a process these tests kill at a
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,6 +147,7 @@ def test_exercise_1_fails_an_order_from_before_begin(
 ) -> None:
     old = _order(ingress, "OrderAgentNoKeys")
     monkeypatch.setitem(_core._began, 2, _core._began[2])
+    time.sleep(0.05)  # what came before begin() is at least this much older than it
     _core.begin(2, admin)
     _failed(check.lesson_02.exercise_1.sync(admin, old), "the order", "before you began the exercises")
 
@@ -183,6 +185,7 @@ def test_exercise_2_fails_the_lessons_own_declined_order(
 ) -> None:
     section_3 = _order(ingress, "OrderAgent", DESKS)
     monkeypatch.setitem(_core._began, 2, _core._began[2])
+    time.sleep(0.05)  # what came before begin() is at least this much older than it
     _core.begin(2, admin)
     _failed(check.lesson_02.exercise_2.sync(ingress, admin, section_3), "before you began the exercises")
 
@@ -225,5 +228,6 @@ def test_exercise_3_fails_orders_from_before_begin(
     hook_crashes: dict[str, str], admin: Admin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(_core._began, 2, _core._began[2])
+    time.sleep(0.05)  # what came before begin() is at least this much older than it
     _core.begin(2, admin)
     _failed(check.lesson_02.exercise_3.sync(admin, list(hook_crashes.values())), "before you began the exercises")

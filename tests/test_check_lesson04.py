@@ -190,6 +190,7 @@ def test_exercise_2_fails_the_lessons_own_claim(
     _decide(ingress, conference, "sam", True, "budgeted")
     ingress.attach(invocation_id)
     monkeypatch.setitem(_core._began, 4, _core._began[4])
+    time.sleep(0.05)  # what came before begin() is at least this much older than it
     _core.begin(4, admin)
     result = check.lesson_04.exercise_2.sync(ingress, admin, conference, **NAMES)
     _failed(result, f"the claim {conference!r}: its run", "before you began the exercises")
@@ -234,6 +235,7 @@ def test_exercise_3_fails_the_lessons_rejected_laptop(
     _decide(ingress, laptop, "maria", False, "laptops are ordered through IT")
     ingress.attach(invocation_id)
     monkeypatch.setitem(_core._began, 4, _core._began[4])
+    time.sleep(0.05)  # what came before begin() is at least this much older than it
     _core.begin(4, admin)
     result = check.lesson_04.exercise_3.sync(ingress, admin, laptop, "laptops are ordered through IT", agent=AGENT)
     _failed(result, "before you began the exercises")

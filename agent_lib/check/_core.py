@@ -347,8 +347,8 @@ def created_at(value: str) -> datetime:
     return datetime.fromisoformat(f"{match[1]}.{micros}")
 
 
-_CLOCK_SLACK = timedelta(milliseconds=50)
-"""The server may stamp an invocation sent right after begin() a millisecond before the time begin() read."""
+_CLOCK_SLACK = timedelta(milliseconds=5)
+"""The server may stamp an invocation sent right after begin() a millisecond before begin() read (seen: 1 ms)."""
 
 
 def _server_now(admin: Admin) -> datetime:

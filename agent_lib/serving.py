@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import mmap
 import os
@@ -45,6 +46,7 @@ from .clients import Admin
 from .server import end_process, free_port, port_is_free
 
 __all__ = [
+    "GC_ENV",
     "WORKERS_ENV",
     "AgentProcess",
     "KernelDeployment",
@@ -55,6 +57,7 @@ __all__ = [
     "serve_forever",
     "serve_in_kernel",
     "serve_worker",
+    "tune_gc",
 ]
 
 WORKERS_ENV = "AGENTS_WORKERS"
@@ -140,6 +143,24 @@ def _warm_adk() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
+
+
+GC_ENV = "AGENTS_GC"
+"""Set it to "default" to leave an agent process's garbage collector as Python sets it (to measure tune_gc)."""
+
+
+def tune_gc() -> None:
+    """Freeze what is alive now out of the garbage collector's sight, and collect young objects less often.
+
+    An agent process holds ADK, pydantic and the SDK (hundreds of thousands of objects) and, under load, hundreds
+    of invocations in flight; every full collection walks all of them. Measured at 1000 sessions: the agent spent
+    7.5 ms of CPU per turn with the default collector, 4.9 ms with this (bench/collapse.py, variants 3 and 4).
+    """
+    if os.environ.get(GC_ENV) == "default":
+        return
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 50, 100)
 
 
 def _asgi_app(services: Sequence[Any]) -> Any:
@@ -581,6 +602,7 @@ def serve_forever(targets: Sequence[str], port: int, parent_pid: int | None = No
     counter = _Counter(port)
     app = counter.wrap(_asgi_app(load_services(targets)))
     _warm_adk()
+    tune_gc()
     stop = asyncio.Event()
 
     async def main() -> None:
@@ -608,6 +630,7 @@ def serve_worker(targets: Sequence[str], port: int, channel_fd: int) -> None:
     config.h2_max_concurrent_streams = _WORKER_STREAMS
     app = wrap_app(counter.wrap(_asgi_app(load_services(targets))), config.wsgi_max_body_size, "asgi")
     _warm_adk()
+    tune_gc()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

@@ -9,7 +9,8 @@ Variants, each one change on top of the one before:
 1. as filed: one shared httpx client for every user, one session per user, one agent process;
 2. a client per user (one connection each, as real users have);
 3. a new session per turn, so every level does the same work per turn;
-4. two worker processes (`AgentProcess(..., workers=2)`).
+4. the agent process's garbage collector tuned (`agent_lib.serving.tune_gc`; 1-3 run with AGENTS_GC=default);
+5. two worker processes (`AgentProcess(..., workers=2)`).
 
 For each level it prints turns/s, the CPU each process spent per turn, how long each process
 waited for a CPU while runnable (schedstat: on a busy machine, the neighbours' share), the most
@@ -40,7 +41,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from agent_lib.serving import AgentProcess  # noqa: E402
+from agent_lib.serving import GC_ENV, AgentProcess  # noqa: E402
 from bench.common import private_server  # noqa: E402
 from bench.profile import summarize  # noqa: E402
 from bench.throughput import Target, _level  # noqa: E402
@@ -50,8 +51,11 @@ VARIANTS = {
     1: ("as filed: shared client, a session per user, 1 process", {"pooled_client": True, "kept_sessions": True}, 1),
     2: ("+ a client per user", {"kept_sessions": True}, 1),
     3: ("+ a new session per turn", {}, 1),
-    4: ("+ 2 workers", {}, 2),
+    4: ("+ the agent's garbage collector tuned (serving.tune_gc)", {}, 1),
+    5: ("+ 2 workers", {}, 2),
 }
+GC_DEFAULT = {1, 2, 3}
+"""Variants whose agent runs with Python's default garbage collector settings (AGENTS_GC=default)."""
 
 
 def schedstat(pids: list[int]) -> tuple[float, float]:
@@ -161,7 +165,7 @@ def measure(agent: AgentProcess, bench: Any, level: int, turns: int, options: di
 def main() -> int:
     """Run the chosen variants at the chosen levels on a private server and print what each change did."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="1,2,3,4", help=f"comma list of {sorted(VARIANTS)}")
+    parser.add_argument("--variants", default="1,2,3,4,5", help=f"comma list of {sorted(VARIANTS)}")
     parser.add_argument("--levels", default="100,1000")
     parser.add_argument("--turns", type=int, default=300, help="turns per level (at least one per session)")
     parser.add_argument("--spy", action="store_true", help="record the agent and this client with py-spy")
@@ -174,18 +178,21 @@ def main() -> int:
     levels = [int(x) for x in args.levels.split(",")]
     print(f"load average at the start: {', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     with private_server() as bench:
-        agents: dict[int, AgentProcess] = {}
+        agents: dict[tuple[int, str], AgentProcess] = {}
         try:
             for number in (int(v) for v in args.variants.split(",")):
                 label, options, workers = VARIANTS[number]
-                if workers not in agents:
-                    env = {"WEATHER_SERVICE_NAME": f"CollapseWeather{workers}"}
-                    agents[workers] = AgentProcess(WEATHER, admin=bench.admin, env=env, workers=workers).start(180)
-                    agents[workers].wait_for_workers()
-                    asyncio.run(_level(10, 30, 30.0, Target(env["WEATHER_SERVICE_NAME"], bench.server.ingress_url)))
+                gc = "default" if number in GC_DEFAULT else "tuned"
+                if (workers, gc) not in agents:
+                    service = f"CollapseWeather{workers}{gc.title()}"
+                    env = {"WEATHER_SERVICE_NAME": service, GC_ENV: gc}
+                    agent = AgentProcess(WEATHER, admin=bench.admin, env=env, workers=workers).start(180)
+                    agents[workers, gc] = agent
+                    agent.wait_for_workers()
+                    asyncio.run(_level(10, 30, 30.0, Target(service, bench.server.ingress_url)))
                 print(f"{number}. {label}", flush=True)
                 for level in levels:
-                    print(measure(agents[workers], bench, level, args.turns, options, spy), flush=True)
+                    print(measure(agents[workers, gc], bench, level, args.turns, options, spy), flush=True)
         finally:
             for agent in agents.values():
                 agent.stop()

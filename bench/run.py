@@ -28,7 +28,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from agent_lib.agents import FINISHED  # noqa: E402
 from agent_lib.server import free_port  # noqa: E402
-from agent_lib.serving import AgentProcess  # noqa: E402
+from agent_lib.serving import AgentProcess, tune_gc  # noqa: E402
 from bench.common import machine, private_server  # noqa: E402
 
 FIGURES = ("latency", "throughput", "growth", "recovery", "notebooks")
@@ -121,6 +121,7 @@ def run(figures: list[str], size: str) -> dict[str, Any]:
     sizes = SIZES[size]
     results: dict[str, Any] = {"machine": machine(), "size": size, "sizes": sizes, "started": time.time()}
     results["machine"].update(check_load(results["machine"]["cores"]))
+    tune_gc()  # the agent processes tune their garbage collector: plain ADK, run in this process, gets the same
     with private_server() as bench, contextlib.ExitStack() as stack:
         results["server"] = {"settings": "agent_lib.server.server_env (4 partitions, 512 MiB rocksdb)"}
         procs: dict[str, AgentProcess] = {}

@@ -20,10 +20,13 @@ process), the agent (its process, or its supervisor and workers) and the server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import ssl
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +36,7 @@ from .agents import plain_runner, plain_turn
 from .common import summary
 from .latency import QUESTION, cpu_seconds, durable_turn
 
-__all__ = ["Target", "measure_throughput", "session_client"]
+__all__ = ["Target", "gc_tuned", "measure_throughput", "session_client"]
 
 _TLS = ssl.create_default_context()
 """One TLS context for every session's client: building one per client costs milliseconds (certifi)."""
@@ -43,6 +46,20 @@ def session_client(url: str | None) -> httpx.AsyncClient:
     """Return the HTTP client of one session: one connection of its own, as one user of the agent has."""
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     return httpx.AsyncClient(base_url=url or "http://unused", limits=limits, timeout=600, verify=_TLS)
+
+
+@contextlib.contextmanager
+def gc_tuned() -> Iterator[None]:
+    """Tune this process's garbage collector as the kit's agent processes do (serving.tune_gc), for a block."""
+    from agent_lib.serving import tune_gc
+
+    saved = gc.get_threshold()
+    tune_gc()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*saved)
 
 
 @dataclass
@@ -58,6 +75,8 @@ class Target:
     """Send every user's turns through one shared httpx client (the bench before its fix; bench/collapse.py)."""
     kept_sessions: bool = False
     """Keep one session per user instead of a new session per turn (the bench before its fix; bench/collapse.py)."""
+    around: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
+    """What to wrap the level in (plain ADK runs in this process: e.g. gc_tuned)."""
 
 
 def _cpu(target: Target) -> dict[str, float]:
@@ -69,6 +88,11 @@ def _cpu(target: Target) -> dict[str, float]:
 
 
 async def _level(concurrency: int, max_turns: int, max_seconds: float, target: Target) -> dict[str, Any]:
+    with target.around():
+        return await _run_level(concurrency, max_turns, max_seconds, target)
+
+
+async def _run_level(concurrency: int, max_turns: int, max_seconds: float, target: Target) -> dict[str, Any]:
     runner = plain_runner() if target.service is None else None
     shared = None
     if target.pooled_client and target.service is not None:

@@ -41,10 +41,10 @@ def test_each_ratio_is_set_against_its_target() -> None:
     scaling = found[f"{SHIPPED}: turns/s at 1000 sessions ÷ at 100"]
     assert scaling["value"] == pytest.approx(0.8) and not scaling["met"] and scaling["op"] == ">="
     assert found[f"{TWO_WORKERS}: turns/s at 1000 sessions ÷ at 100"]["met"]
-    versus_plain = found[f"{TWO_WORKERS} ÷ plain ADK, turns/s at 100 sessions"]
+    versus_plain = found[f"{TWO_WORKERS} ÷ {PLAIN}, turns/s at 100 sessions"]
     assert versus_plain["value"] == pytest.approx(100 / 140) and versus_plain["met"] and versus_plain["target"] == 0.6
-    assert not found[f"{SHIPPED} ÷ plain ADK, turns/s at 100 sessions"]["met"]
-    cpu = found["CPU per turn, durable ÷ plain ADK (one turn at a time)"]
+    assert not found[f"{SHIPPED} ÷ {PLAIN}, turns/s at 100 sessions"]["met"]
+    cpu = found[f"CPU per turn, {SHIPPED} ÷ {PLAIN} (one turn at a time)"]
     assert cpu["value"] == pytest.approx(3.2) and not cpu["met"] and cpu["op"] == "<="
 
 

@@ -15,7 +15,7 @@ from ._paths import data_dir
 from .agents import FINISHED
 from .clients import Admin, ui_url
 from .doctor import run_checks
-from .serving import AgentProcess, ServingError, serve_forever
+from .serving import WORKERS_ENV, AgentProcess, ServingError, serve_forever, serve_worker
 
 AGENTS_PORT = int(os.environ.get("AGENTS_PORT", "9080"))
 SEED_CALL = """curl {ingress}/WeatherAgent/session-1/run --json '"What is the weather in New York?"'"""
@@ -35,8 +35,8 @@ def doctor() -> int:
     return 0
 
 
-def up(wait: float = 60.0) -> int:
-    """Start (or reuse) the server, then serve and register the finished agents."""
+def up(wait: float = 60.0, workers: int = 1) -> int:
+    """Start (or reuse) the server, then serve and register the finished agents (from `workers` processes)."""
     srv = _server.connect(timeout=wait)
     started = isinstance(srv, _server.RestateServer)
     verb = "Started" if started else "Using"
@@ -52,9 +52,12 @@ def up(wait: float = 60.0) -> int:
         if not _server.port_is_free(AGENTS_PORT):
             print(f"port {AGENTS_PORT} is taken by another program: set AGENTS_PORT to a free port", file=sys.stderr)
             return 1
-        proc = AgentProcess(FINISHED, port=AGENTS_PORT, admin=admin, name="finished-agents", die_with_parent=False)
+        proc = AgentProcess(
+            FINISHED, port=AGENTS_PORT, admin=admin, name="finished-agents", die_with_parent=False, workers=workers
+        )
         proc.start(wait)
-        print(f"Serving the finished agents at {proc.url} (pid {proc.pid}); log: {proc.log_path}")
+        how = f"pid {proc.pid}" if workers == 1 else f"supervisor pid {proc.pid}, workers {proc.wait_for_workers()}"
+        print(f"Serving the finished agents at {proc.url} ({how}); log: {proc.log_path}")
     print(f"Registered: {', '.join(sorted(admin.services()))}")
     _say_paused(admin)
     print(f"Restate UI: {ui_url(srv.admin_url)}")
@@ -175,12 +178,29 @@ def _say_paused(admin: Admin) -> None:
             print(f"  {row['target']}  npx restate invocations resume {row['id']}")
 
 
+def _workers(text: str) -> int:
+    """Parse a worker count (argparse applies it to the default, $AGENTS_WORKERS, too)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers: give 1 or more, e.g. 2")
+    return n
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI."""
     parser = argparse.ArgumentParser(prog="python -m agent_lib", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("doctor", help="check the set-up and say what to fix")
-    sub.add_parser("up", help="start the server (or use a running one) and register the finished agents")
+    up_cmd = sub.add_parser("up", help="start the server (or use a running one) and register the finished agents")
+    up_cmd.add_argument(
+        "--workers",
+        type=_workers,
+        default=os.environ.get(WORKERS_ENV, "1"),
+        help=f"serve the agents from this many worker processes behind one deployment (default ${WORKERS_ENV}, else 1)",
+    )
     sub.add_parser("server", help="start the server (or use a running one), without agents")
     sub.add_parser("down", help="stop the server and agent processes the kit started")
     sub.add_parser("status", help="is the server up, and what is registered")
@@ -192,13 +212,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="serve services (module:attribute) on a port until stopped")
     serve.add_argument("--port", type=int, required=True)
     serve.add_argument("--parent-pid", type=int, help="stop serving when this process is gone")
+    serve.add_argument("--workers", type=_workers, default=1, help="serve from this many worker processes")
+    serve.add_argument("--worker-channel", type=int, help=argparse.SUPPRESS)
     serve.add_argument("targets", nargs="+", help="module:attribute of each service")
     args = parser.parse_args(argv)
     try:
         if args.command == "doctor":
             return doctor()
         if args.command == "up":
-            return up()
+            return up(workers=args.workers)
         if args.command == "server":
             srv = _server.connect()
             print(f"Restate server: ingress {srv.ingress_url}, admin {srv.admin_url}")
@@ -211,7 +233,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "progress":
             return progress(args.learner, args.clear)
         if args.command == "serve":
-            serve_forever(args.targets, args.port, args.parent_pid)
+            if args.worker_channel is not None:
+                serve_worker(args.targets, args.port, args.worker_channel)
+            else:
+                serve_forever(args.targets, args.port, args.parent_pid, args.workers)
             return 0
         return status()
     except (_server.ServerError, ServingError, ConnectionError) as err:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BEGIN", "END", "machine_line", "tables", "write_plots", "write_report"]
+__all__ = ["BEGIN", "END", "machine_line", "tables", "targets_table", "write_plots", "write_report"]
 
 BEGIN = "<!-- bench:begin -->"
 END = "<!-- bench:end -->"
@@ -21,11 +21,28 @@ def machine_line(m: dict[str, Any]) -> str:
     load = ", ".join(f"{x:.1f}" for x in m["load_average"])
     end = m.get("load_average_end")
     load_end = f"; at the end {', '.join(f'{x:.1f}' for x in end)}" if end else ""
+    warning = (
+        " (**above the core count: these figures are not valid**, the machine was busy with other work)"
+        if m["load_average"][0] > (m.get("cores") or 1)
+        else ""
+    )
     return (
         f"{m['cores']} cores ({m['cpu']}), Python {m['python']}, restate-server {m['restate_server']}, "
         f"restate-sdk {p['restate-sdk']}, google-adk {p['google-adk']}, hypercorn {p['hypercorn']}; "
-        f"load average at the start {load}{load_end}"
+        f"load average at the start {load}{warning}{load_end}"
     )
+
+
+def targets_table(targets: list[dict[str, Any]]) -> list[str]:
+    """Return the issue's ratios next to their targets, as markdown lines."""
+    out = ["### The targets (ratios, this run)", "", "| ratio | measured | target | met? |", "|---|---|---|---|"]
+    for t in targets:
+        mine, base = t["of"]
+        out.append(
+            f"| {t['name']} | {t['value']:.2f} ({mine:.1f} ÷ {base:.1f}) | {t['op']} {t['target']} "
+            f"| {'yes' if t['met'] else '**no**'} |"
+        )
+    return [*out, ""]
 
 
 def _f(x: float | None, digits: int = 1) -> str:
@@ -35,6 +52,8 @@ def _f(x: float | None, digits: int = 1) -> str:
 def tables(r: dict[str, Any]) -> str:
     """Return the markdown tables for whatever figures the results hold."""
     out = [f"Measured {r.get('size', 'full')} size on: {machine_line(r['machine'])}.", ""]
+    if r.get("targets"):
+        out += targets_table(r["targets"])
     if "latency" in r:
         out += [
             "### 1. Turn latency (weather agent: 1 tool call, 2 model calls)",
@@ -57,19 +76,24 @@ def tables(r: dict[str, Any]) -> str:
             "",
         ]
     if "throughput" in r:
-        out += ["### 2. Throughput (turns/s with N sessions at once)", ""]
+        out += [
+            "### 2. Throughput (turns/s with N sessions at once)",
+            "",
+            "| sessions | variant | turns/s | turns in s | median ms | CPU ms/turn: client + agent + server = total |",
+            "|---|---|---|---|---|---|",
+        ]
         labels = list(r["throughput"])
-        out += ["| sessions | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
         for i, row in enumerate(r["throughput"][labels[0]]):
-            cells = []
             for lab in labels:
                 x = r["throughput"][lab][i]
                 lat = x["latency"]["median_ms"] if x["latency"] else None
                 err = f", {x['errors']} errors" if x["errors"] else ""
-                cells.append(
-                    f"{_f(x['turns_per_s'])} ({x['turns']} turns in {_f(x['seconds'])} s, median {_f(lat, 0)} ms{err})"
+                c = x.get("cpu_ms_per_turn")
+                cpu = f"{_f(c['client'])} + {_f(c['agent'])} + {_f(c['server'])} = {_f(c['total'])}" if c else "n/a"
+                out.append(
+                    f"| {row['concurrency']} | {lab} | {_f(x['turns_per_s'])} | {x['turns']} in {_f(x['seconds'])}"
+                    f"{err} | {_f(lat, 0)} | {cpu} |"
                 )
-            out.append(f"| {row['concurrency']} | " + " | ".join(cells) + " |")
         out.append("")
     if "growth" in r:
         out += ["### 3. Session growth (one conversation, lesson 03's chat agents)", ""]

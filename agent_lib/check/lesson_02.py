@@ -93,18 +93,25 @@ def crash_of(invocation_id: str, ledger: Ledger | None = None) -> Crash:
     return Crash(pids, len(_by(effects["model_call"], first)), stage)
 
 
+def _finished_order(admin: Admin, invocation_id: str, service: str, why: str = "", *, every: bool = False) -> None:
+    """Fail unless the order was sent after begin(), finished with success, and went to `service`."""
+    require_new(admin, invocation_id, "the order")
+    row = completed(admin, invocation_id, success=True, stopped=_STOPPED)
+    require(
+        row["target_service_name"] == service,
+        f"{'order' if every else 'invocation'} {invocation_id} went to {row['target_service_name']}, not {service}",
+        f"send every order to {service}: {why}"
+        if every
+        else f"send the order to {service}" + (f": {why}" if why else ", as the exercise says"),
+    )
+
+
 @exercise(2, 1)
 def exercise_1(
     admin: Admin, invocation_id: str, *, service: str = "OrderAgentNoKeys", ledger: Ledger | None = None
 ) -> str:
     """An order to the agent without idempotency keys, killed before its payment: still exactly one payment."""
-    require_new(admin, invocation_id, "the order")
-    row = completed(admin, invocation_id, success=True, stopped=_STOPPED)
-    require(
-        row["target_service_name"] == service,
-        f"invocation {invocation_id} went to {row['target_service_name']}, not {service}",
-        f"send the order to {service}: the exercise is about the agent without keys",
-    )
+    _finished_order(admin, invocation_id, service, "the exercise is about the agent without keys")
     crash = crash_of(invocation_id, ledger)
     require(crash.killed, "the order ran in one process only: no crash happened during it", _KILL_HINT)
     killed, resumed = crash.pids[0], crash.pids[-1]
@@ -151,13 +158,7 @@ def exercise_2(
     ingress: Ingress, admin: Admin, invocation_id: str, *, service: str = "OrderAgent", ledger: Ledger | None = None
 ) -> str:
     """An order the bank declines: the TerminalError becomes an answer; nothing is paid, nobody is emailed."""
-    require_new(admin, invocation_id, "the order")
-    row = completed(admin, invocation_id, success=True, stopped=_STOPPED)
-    require(
-        row["target_service_name"] == service,
-        f"invocation {invocation_id} went to {row['target_service_name']}, not {service}",
-        f"send the order to {service}, as the exercise says",
-    )
+    _finished_order(admin, invocation_id, service)
     steps = admin.steps(invocation_id)
     require(
         "book payment" in steps,
@@ -209,13 +210,7 @@ def exercise_3(
     )
     crashes = {}
     for invocation_id in ids:
-        require_new(admin, invocation_id, "the order")
-        row = completed(admin, invocation_id, success=True, stopped=_STOPPED)
-        require(
-            row["target_service_name"] == service,
-            f"order {invocation_id} went to {row['target_service_name']}, not {service}",
-            f"send every order to {service}: it records its effects under an idempotency key",
-        )
+        _finished_order(admin, invocation_id, service, "it records its effects under an idempotency key", every=True)
         payments = effects_of("payment", invocation_id=invocation_id, ledger=ledger)
         emails = effects_of("email", invocation_id=invocation_id, ledger=ledger)
         require(

@@ -12,6 +12,10 @@ NPM_STAMP := node_modules/.installed
 LAB_PORT ?= 8888
 NB_TIMEOUT ?= 900
 PYTEST_FLAGS ?=
+# The suites run in parallel: TEST_WORKERS pytest-xdist workers, each with a server and agents of its own
+# (tests/worker_lab.py). TEST_WORKERS=0 runs them one by one, in this process, as before.
+TEST_WORKERS ?= 4
+XDIST := -n $(TEST_WORKERS) --dist worksteal
 
 .PHONY: help setup setup-dev sync bundle lock server up lab test test-fast test-gemini test-replay notebooks html doctor stop down clean reset reset-progress strip check-notebooks lint format bench reliability
 
@@ -65,7 +69,7 @@ lab: up ## set up, start everything and open JupyterLab on notebooks/
 	  $$([ "$$(id -u)" = 0 ] && echo --ServerApp.allow_root=True)
 
 test: $(DEV_STAMP) setup up ## set up with the maintainers' tools, run the unit tests and every notebook, then the lessons on Gemini's path
-	$(PY) -m pytest --nbmake --nbmake-timeout=$(NB_TIMEOUT) --durations=30 $(PYTEST_FLAGS) tests notebooks
+	$(PY) -m pytest $(XDIST) --nbmake --nbmake-timeout=$(NB_TIMEOUT) --durations=30 $(PYTEST_FLAGS) tests notebooks
 	@$(MAKE) --no-print-directory test-gemini
 
 LESSONS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
@@ -75,14 +79,14 @@ LESSON_MODE := $(PY) scripts/lesson_mode.py
 
 test-gemini: $(DEV_STAMP) setup ## the lessons again on the real Gemini code path, against a local Gemini stub (own ports)
 	$(LESSON_MODE) --name gemini --gemini-stub -- \
-	  --nbmake --nbmake-timeout=$(NB_TIMEOUT) --durations=10 $(PYTEST_FLAGS) $(LESSONS)
+	  $(XDIST) --nbmake --nbmake-timeout=$(NB_TIMEOUT) --durations=10 $(PYTEST_FLAGS) $(LESSONS)
 
 test-replay: $(DEV_STAMP) setup ## the lessons and the finished agents' tests on a server that replays at every await (own ports)
 	$(LESSON_MODE) --name replay --env RESTATE_ALWAYS_REPLAY=1 -- \
-	  --nbmake --nbmake-timeout=$(NB_TIMEOUT) --durations=15 $(PYTEST_FLAGS) $(AGENT_TESTS) $(LESSONS)
+	  $(XDIST) --nbmake --nbmake-timeout=$(NB_TIMEOUT) --durations=15 $(PYTEST_FLAGS) $(AGENT_TESTS) $(LESSONS)
 
 test-fast: $(DEV_STAMP) setup ## the unit tests only (they start private servers of their own)
-	$(PY) -m pytest tests -m "not browser"
+	$(PY) -m pytest $(XDIST) tests -m "not browser"
 
 notebooks: $(DEV_STAMP) setup up ## execute every notebook with nbmake
 	$(PY) -m pytest --nbmake --nbmake-timeout=$(NB_TIMEOUT) notebooks

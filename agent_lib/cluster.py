@@ -17,10 +17,12 @@ default base 18000, node-1 has ingress 18180 and admin 18170, as in docker-compo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import re
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -104,13 +106,39 @@ def cluster_env(
     }
 
 
+_CLAIMS = Path(tempfile.gettempdir()) / "agent-lib-cluster-ports"
+_CLAIM_SECONDS = 120.0
+"""How long a block handed out by `free_base_port` stays claimed: long enough for its cluster to bind it."""
+
+
+def _claim(base: int) -> bool:
+    """Claim a block for this caller, unless another process claimed it within the last _CLAIM_SECONDS.
+
+    A free block is free only until a cluster binds it, and processes running side by side (a parallel test
+    suite, two notebooks) could both pick it in between; the claim, a file created exclusively, closes that gap.
+    """
+    _CLAIMS.mkdir(parents=True, exist_ok=True)
+    claim = _CLAIMS / f"base-{base}"
+    with contextlib.suppress(OSError):
+        if time.time() - claim.stat().st_mtime > _CLAIM_SECONDS:
+            claim.unlink()
+    try:
+        os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        return False
+    return True
+
+
 def free_base_port(nodes: int = DEFAULT_NODES, *, attempts: int = 200) -> int:
-    """Return a base port whose whole block of node ports is free right now."""
+    """Return a base port whose whole block of node ports is free right now, and claim it for a while.
+
+    No other caller of this function, in any process, is given the same block within the next two minutes.
+    """
     rng = random.Random()
     for _ in range(attempts):
         base = rng.randrange(20_250, 31_000, 500)
         ports = [p for i in range(1, nodes + 1) for p in asdict(node_ports(base, i)).values()]
-        if all(port_is_free(p) for p in ports):
+        if all(port_is_free(p) for p in ports) and _claim(base):
             return base
     raise ServerError(f"found no free block of {3 * nodes} ports between 20000 and 31500: free some ports")
 

@@ -10,6 +10,8 @@ for its logs), serves the finished agents on another port (both die with this sc
 with RESTATE_INGRESS_URL, RESTATE_ADMIN_URL, AGENTS_PORT and RESTATE_KIT_DATA pointing at them, plus
 every `--env`. With `--gemini-stub` it also runs a local Gemini stub (agent_lib.gemini_stub) and sets
 GOOGLE_GEMINI_BASE_URL and a fake GOOGLE_API_KEY, so the agents and lessons take the real Gemini path.
+With pytest-xdist (`-- -n 3 ...`), each worker starts a server and agents of its own instead (tests/worker_lab.py),
+with the mode's env, in `.restate-modes/<name>/<worker>/`; the mode then starts none.
 Whatever happens (a failure, Ctrl-C, SIGTERM), it stops what it started. Its exit code is pytest's.
 """
 
@@ -81,6 +83,21 @@ def _sweep(env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "-m", "agent_lib", "down"], cwd=REPO, env=env, stdout=subprocess.DEVNULL)
 
 
+def _parallel(pytest_args: Sequence[str]) -> bool:
+    """Return True if pytest will run under xdist workers (`-n N`, `-nN`, `--numprocesses N`, N not 0)."""
+    for i, arg in enumerate(pytest_args):
+        value = None
+        if arg in ("-n", "--numprocesses") and i + 1 < len(pytest_args):
+            value = pytest_args[i + 1]
+        elif arg.startswith("--numprocesses="):
+            value = arg.partition("=")[2]
+        elif arg.startswith("-n") and len(arg) > 2 and not arg.startswith("--"):
+            value = arg[2:]
+        if value is not None:
+            return value not in ("0", "")
+    return False
+
+
 def run(argv: Sequence[str]) -> int:
     """Start the mode's server and agents, run pytest in the mode, stop them; return pytest's exit code."""
     args = _parse(argv)
@@ -108,7 +125,10 @@ def run(argv: Sequence[str]) -> int:
     settings = " ".join(args.env) or "no extra env"
     if stub is not None:
         settings += f"; Gemini stub at {stub.url} (GOOGLE_GEMINI_BASE_URL, a fake GOOGLE_API_KEY)"
-    print(f"{tag} {settings}; server ingress {ports['ingress']}, admin {ports['admin']}, agents {ports['agents']}")
+    parallel = _parallel(args.pytest_args)
+    if not parallel:
+        settings += f"; server ingress {ports['ingress']}, admin {ports['admin']}, agents {ports['agents']}"
+    print(f"{tag} {settings}")
     print(f"{tag} data and logs in {data.relative_to(REPO)}/", flush=True)
     server = RestateServer(
         data / "server", ingress_port=ports["ingress"], admin_port=ports["admin"], node_port=ports["node"]
@@ -118,11 +138,14 @@ def run(argv: Sequence[str]) -> int:
     code = 1
     pytest: subprocess.Popen[bytes] | None = None
     try:
-        server.start()
+        if parallel:
+            print(f"{tag} pytest-xdist: each worker runs a server and the finished agents of its own", flush=True)
+        else:
+            server.start()
+            agents.start()
+            print(f"{tag} the finished agents run at {agents.url} (log: {agents.log_path})", flush=True)
         if server.always_replay:
             print(f"{tag} the server replays every invocation from its journal at every await", flush=True)
-        agents.start()
-        print(f"{tag} the finished agents run at {agents.url} (log: {agents.log_path})", flush=True)
         pytest = subprocess.Popen([sys.executable, "-m", "pytest", *args.pytest_args], cwd=REPO, env=env)
         code = pytest.wait()
     except KeyboardInterrupt as stop:

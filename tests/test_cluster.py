@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -149,3 +150,19 @@ def _generation(cluster: RestateCluster, node: str) -> int:
     node_id = next(h.node_id for h in cluster.health() if h.node == node)
     assert node_id is not None, f"{node} does not answer"
     return int(node_id.split(":")[1])
+
+
+def test_a_block_handed_out_is_claimed_so_a_parallel_caller_gets_another() -> None:
+    from agent_lib.cluster import _CLAIM_SECONDS, _CLAIMS, _claim
+
+    base = 90_000 + os.getpid() % 1000  # never one free_base_port gives, so no real caller is disturbed
+    claim = _CLAIMS / f"base-{base}"
+    claim.unlink(missing_ok=True)
+    try:
+        assert _claim(base), "a block nobody claimed should be given"
+        assert not _claim(base), "a block claimed a moment ago was given again"
+        old = time.time() - _CLAIM_SECONDS - 1
+        os.utime(claim, (old, old))
+        assert _claim(base), "a claim older than its time should lapse"
+    finally:
+        claim.unlink(missing_ok=True)

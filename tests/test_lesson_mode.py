@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -21,12 +22,16 @@ REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "lesson_mode.py"
 
 PROBE = """
-import os, pathlib, time
+import json, os, pathlib, time
 import httpx
+import pytest
 
-def test_the_mode_points_everything_at_its_own_server():
+@pytest.mark.parametrize("n", range(2))
+def test_the_mode_points_everything_at_its_own_server(n):
     assert os.environ["MODE_PROBE"] == "yes"
-    assert os.environ["RESTATE_KIT_DATA"].endswith(os.path.join(".restate-modes", os.environ["MODE_NAME"]))
+    mode_data = os.path.join(".restate-modes", os.environ["MODE_NAME"])
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    assert os.environ["RESTATE_KIT_DATA"].endswith(os.path.join(mode_data, worker) if worker else mode_data)
     assert "AGENT_LEDGER" not in os.environ
     admin = os.environ["RESTATE_ADMIN_URL"]
     assert not admin.endswith(":9070")
@@ -36,6 +41,8 @@ def test_the_mode_points_everything_at_its_own_server():
                         json="What is the weather in Paris?", timeout=60)
     assert answer.status_code == 200, answer.text
     pathlib.Path(os.environ["MODE_MARK"]).write_text("started")
+    record = {"worker": worker, "admin": admin, "agents_port": os.environ["AGENTS_PORT"]}
+    pathlib.Path(os.environ["MODE_MARK"] + f"-{n}.json").write_text(json.dumps(record))
     time.sleep(float(os.environ.get("MODE_SLEEP", "0")))
     assert os.environ.get("MODE_FAIL") != "1", "failing on purpose"
 """
@@ -79,9 +86,23 @@ def _all_free(ports: dict[str, int], within: float = 10.0) -> bool:
 def test_a_mode_runs_pytest_on_its_own_server_and_stops_it(mode: Mode) -> None:
     out = subprocess.run(mode.command(), capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert "1 passed" in out.stdout
+    assert "2 passed" in out.stdout
     assert f"[mode {mode.name}] pytest exited 0" in out.stdout
     assert _all_free(mode.ports), "the mode left its server or agents running"
+
+
+def test_a_parallel_mode_gives_each_worker_a_server_of_its_own_with_the_modes_env(mode: Mode, tmp_path: Path) -> None:
+    args = ("-q", "-p", "no:cacheprovider", "-c", str(REPO / "pyproject.toml"), "-n", "2")
+    out = subprocess.run(mode.command("MODE_SLEEP=1", pytest_args=args), capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "2 passed" in out.stdout
+    assert "each worker runs a server and the finished agents of its own" in out.stdout
+    assert port_is_free(mode.ports["admin"]), "the mode started its own server too, which no worker uses"
+    records = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("mark-*.json"))]
+    assert {r["worker"] for r in records} == {"gw0", "gw1"}, records
+    assert records[0]["admin"] != records[1]["admin"], "the two workers shared a server"
+    worker_ports = {int(r["admin"].rsplit(":", 1)[1]) for r in records} | {int(r["agents_port"]) for r in records}
+    assert _all_free(dict(enumerate(worker_ports))), "a worker left its server or agents running"
 
 
 def test_a_failing_run_fails_the_mode_and_still_stops_everything(mode: Mode) -> None:

@@ -1,0 +1,137 @@
+"""A lab of its own for every pytest-xdist worker: `make test` runs the suite in parallel and shares nothing that races.
+
+Loaded for every pytest run (`-p tests.worker_lab` in pyproject.toml); it does nothing outside an xdist worker
+(one that xdist itself started: a pytest that a test runs in a subprocess inherits PYTEST_XDIST_WORKER, but is
+not a worker). In a worker (gw0, gw1, ...), before any test is collected, it starts
+
+- a Restate server on free ports, with its data in `<RESTATE_KIT_DATA or .restate-xdist>/<worker>/`
+  (wiped at the start, kept afterwards for its logs),
+- the finished agents, on a free port, registered with it (what `make up` gives the lab),
+
+and points the worker at them: RESTATE_INGRESS_URL, RESTATE_ADMIN_URL, AGENTS_PORT and RESTATE_KIT_DATA, so
+the lessons executed by nbmake (their kernels inherit the worker's environment), the tests and every process
+they start use this worker's lab. The pid files, logs, ledger, gates and progress follow RESTATE_KIT_DATA, so
+they are the worker's too. A lesson and its solution, which register the same service names, never meet on one
+server unless they run one after the other in the same worker.
+
+Everything else a mode sets (RESTATE_ALWAYS_REPLAY, a Gemini stub's URL and fake key) is inherited, so
+`scripts/lesson_mode.py ... -- -n 3` runs a mode in parallel too. When the worker ends, its lab stops.
+
+It also orders the collection so the long items start first (every worker begins with a notebook), which
+shortens the tail of a parallel run; the order inside each group is kept.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from agent_lib.agents import FINISHED
+from agent_lib.clients import Admin
+from agent_lib.server import RestateServer, free_port
+from agent_lib.serving import AgentProcess
+
+REPO = Path(__file__).resolve().parent.parent
+INHERITED_PATHS = ("AGENT_LEDGER", "AGENT_GATE_DIR")
+"""Paths a caller may set for the lab; in a worker they follow the worker's RESTATE_KIT_DATA."""
+
+FIRST = ("notebooks/08_", "notebooks/solutions/08_", "notebooks/05_", "notebooks/02_", "notebooks/solutions/02_")
+"""The longest items (lesson 08's cluster, 05's fan-out, 02's crashes): they start before everything else."""
+
+
+class WorkerLab:
+    """One worker's server and finished agents; `start()` points this process's environment at them."""
+
+    def __init__(self, worker: str, base: Path) -> None:
+        self.worker = worker
+        self.data = base / worker
+        self.server: RestateServer | None = None
+        self.agents: AgentProcess | None = None
+        self._old_env: dict[str, str | None] = {}
+
+    def start(self) -> WorkerLab:
+        shutil.rmtree(self.data, ignore_errors=True)
+        self.data.mkdir(parents=True)
+        self.server = RestateServer(
+            self.data / "server", ingress_port=free_port(), admin_port=free_port(), node_port=free_port()
+        )
+        agents_port = free_port()
+        self._set_env(
+            RESTATE_INGRESS_URL=self.server.ingress_url,
+            RESTATE_ADMIN_URL=self.server.admin_url,
+            AGENTS_PORT=str(agents_port),
+            RESTATE_KIT_DATA=str(self.data),
+            **dict.fromkeys(INHERITED_PATHS),
+        )
+        self.server.start()
+        self.agents = AgentProcess(
+            FINISHED, port=agents_port, admin=Admin(self.server.admin_url), name="finished-agents"
+        )
+        self.agents.start()
+        return self
+
+    def stop(self) -> None:
+        if self.agents is not None:
+            self.agents.stop()
+        if self.server is not None:
+            self.server.stop()
+        self._set_env(**self._old_env)
+
+    def _set_env(self, **values: str | None) -> None:
+        for name, value in values.items():
+            self._old_env.setdefault(name, os.environ.get(name))
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+_LAB = pytest.StashKey[WorkerLab]()
+
+
+def _worker(config: pytest.Config) -> str | None:
+    """Return this xdist worker's id (gw0, ...), or None in the controller or a plain pytest."""
+    workerinput = getattr(config, "workerinput", None)
+    return str(workerinput["workerid"]) if workerinput else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    worker = _worker(config)
+    if worker is None:
+        return
+    base = Path(os.environ.get("RESTATE_KIT_DATA") or REPO / ".restate-xdist")
+    lab = WorkerLab(worker, base)
+    config.stash[_LAB] = lab
+    try:
+        lab.start()
+    except BaseException:
+        lab.stop()
+        raise
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    lab = config.stash.get(_LAB, None)
+    if lab is not None:
+        lab.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, start the long items first: notebooks (lesson 08, 05, 02 before the rest), then the tests."""
+    if _worker(config) is None:
+        return
+
+    def rank(item: pytest.Item) -> int:
+        path = Path(str(item.path)).resolve()
+        try:
+            where = path.relative_to(REPO).as_posix()
+        except ValueError:
+            return len(FIRST) + 1
+        for i, prefix in enumerate(FIRST):
+            if where.startswith(prefix):
+                return i
+        return len(FIRST) if where.startswith("notebooks/") else len(FIRST) + 1
+
+    items.sort(key=rank)

@@ -13,7 +13,8 @@ LAB_PORT ?= 8888
 NB_TIMEOUT ?= 900
 PYTEST_FLAGS ?=
 # The suites run in parallel: TEST_WORKERS pytest-xdist workers, each with a server and agents of its own
-# (tests/worker_lab.py). TEST_WORKERS=0 runs them one by one, in this process, as before.
+# (tests/worker_lab.py), so `make test` never touches the lab's server. TEST_WORKERS=0 runs them one by one in
+# one process, on the lab's server and agents (`make up`), as before.
 TEST_WORKERS ?= 4
 XDIST := -n $(TEST_WORKERS) --dist worksteal
 
@@ -68,7 +69,7 @@ lab: up ## set up, start everything and open JupyterLab on notebooks/
 	  --IdentityProvider.token=$$token --ServerApp.root_dir=notebooks --LabApp.news_url=None \
 	  $$([ "$$(id -u)" = 0 ] && echo --ServerApp.allow_root=True)
 
-test: $(DEV_STAMP) setup up ## set up with the maintainers' tools, run the unit tests and every notebook, then the lessons on Gemini's path
+test: $(DEV_STAMP) setup $(if $(filter 0,$(TEST_WORKERS)),up) ## set up with the maintainers' tools, run the unit tests and every notebook, then the lessons on Gemini's path
 	$(PY) -m pytest $(XDIST) --nbmake --nbmake-timeout=$(NB_TIMEOUT) --durations=30 $(PYTEST_FLAGS) tests notebooks
 	@$(MAKE) --no-print-directory test-gemini
 

@@ -127,8 +127,10 @@ def test_an_overloaded_model_backs_off_exponentially(clients: tuple[Admin, Ingre
     assert "Gemini is unavailable (503 UNAVAILABLE: The model is overloaded" in str(row["last_failure"])
     time.sleep(9)
     at = [r.at for r in _generate_since(stub, since)]
-    gaps = [round(b - a) for a, b in zip(at, at[1:], strict=False)]
-    assert len(at) <= 4 and gaps[:2] == [2, 4], f"requests {gaps} s apart: expected 2 s, then 4 s, then 8 s"
+    gaps = [round(b - a, 1) for a, b in zip(at, at[1:], strict=False)]
+    # 2 s, then 4 s, plus the time a loaded machine takes to run the retry (a parallel suite shares its cores)
+    doubling = len(gaps) >= 2 and 2 <= gaps[0] < 3.5 and 4 <= gaps[1] < 6
+    assert len(at) <= 4 and doubling, f"requests {gaps} s apart: expected 2 s, then 4 s, then 8 s"
     stub.fault(None)
     assert "New York" in ingress.attach(sent.invocation_id)
 

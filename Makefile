@@ -16,7 +16,7 @@ PYTEST_FLAGS ?=
 # (tests/worker_lab.py), so `make test` never touches the lab's server. TEST_WORKERS=0 runs them one by one in
 # one process, on the lab's server and agents (`make up`), as before.
 TEST_WORKERS ?= 4
-XDIST := -n $(TEST_WORKERS) --dist worksteal
+XDIST := -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: help setup setup-dev sync bundle lock server up lab test test-fast test-gemini test-replay notebooks html doctor stop down clean reset reset-progress strip check-notebooks lint format bench reliability
 

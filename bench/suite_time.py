@@ -33,7 +33,7 @@ def _run(workers: int, timeout: int) -> tuple[float, str, int]:
     env = {**os.environ}
     if workers == 0:
         subprocess.run([PY, "-m", "agent_lib", "up"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
-    cmd = [PY, "-m", "pytest", "-n", str(workers), "--dist", "worksteal", "--nbmake", "--nbmake-timeout=900"]
+    cmd = [PY, "-m", "pytest", "-n", str(workers), "--dist", "loadfile", "--nbmake", "--nbmake-timeout=900"]
     cmd += ["-q", "-p", "no:cacheprovider", "tests", "notebooks"]
     started = time.monotonic()
     try:

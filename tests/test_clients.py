@@ -333,3 +333,62 @@ def test_every_printed_ui_link_goes_through_ui_url() -> None:
             source = "".join(cell["source"])
             if cell["cell_type"] == "code" and "Restate UI" in source:
                 assert "ui_url(" in source, f"{notebook.name} prints a UI link without ui_url: {source!r}"
+
+
+class ClosingAfterError:
+    """A raw HTTP/1.1 server: the first request gets a 400 on a keep-alive connection, which it closes 0.3 s
+    later without reading what came meanwhile; every later connection gets a 200."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @staticmethod
+    def _read_request(conn: Any) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next(
+            (int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")), 0
+        )
+        while len(body) < length:
+            body += conn.recv(65536)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                self._read_request(conn)
+                if self.connections == 1:
+                    body = b'{"code":400,"message":"the invoked service is not public"}'
+                    conn.sendall(
+                        b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                        b"content-length: %d\r\n\r\n%s" % (len(body), body)
+                    )
+                    time.sleep(0.3)  # the next request arrives meanwhile, on this connection, and is never read
+                else:
+                    conn.sendall(b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 4\r\n\r\n"ok"')
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_after_an_error_answer_the_ingress_does_not_reuse_the_connection() -> None:
+    server = ClosingAfterError()
+    try:
+        ingress = Ingress(server.url, timeout=5)
+        with pytest.raises(RestateError, match="not public"):
+            ingress.call("ClaimApprovals", "request", {"awakeable_id": "x"}, key="k")
+        assert ingress.call("ClaimApprovals", "request", {"awakeable_id": "x"}, key="k") == "ok"
+        assert server.connections == 2
+    finally:
+        server.close()

@@ -27,10 +27,11 @@ import httpx
 import pytest
 
 @pytest.mark.parametrize("n", range(2))
-def test_the_mode_points_everything_at_its_own_server(n):
+def test_the_mode_points_everything_at_its_own_server(n, request):
     assert os.environ["MODE_PROBE"] == "yes"
     mode_data = os.path.join(".restate-modes", os.environ["MODE_NAME"])
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    # an xdist worker of this run (PYTEST_XDIST_WORKER alone may be inherited from a parallel suite around it)
+    worker = getattr(request.config, "workerinput", {}).get("workerid")
     assert os.environ["RESTATE_KIT_DATA"].endswith(os.path.join(mode_data, worker) if worker else mode_data)
     assert "AGENT_LEDGER" not in os.environ
     admin = os.environ["RESTATE_ADMIN_URL"]

@@ -87,3 +87,35 @@ def test_an_unreachable_server_shows_an_error_and_keeps_trying() -> None:
 
 def test_an_empty_frame_says_so(admin: Admin) -> None:
     assert monitor_html(pd.DataFrame(columns=MONITOR_COLUMNS), admin) == "<i>no invocations yet</i>"
+
+
+def test_updated_waits_for_two_fresh_refreshes_instead_of_a_fixed_sleep(admin: Admin, stuck: str) -> None:
+    async def main() -> tuple[int, int, pd.DataFrame]:
+        monitor = InvocationMonitor(admin, SERVICE_NAME, interval=0.2).start()
+        before = monitor.refreshes
+        shown = await monitor.updated()
+        after = monitor.refreshes
+        monitor.stop()
+        return before, after, shown
+
+    before, after, shown = asyncio.run(main())
+    assert after >= before + 2
+    assert shown.set_index("id").loc[stuck]["failing_step"] == "Call booking API"
+
+
+def test_updated_says_why_it_gives_up() -> None:
+    async def not_live() -> None:
+        await InvocationMonitor(Admin("http://127.0.0.1:9", timeout=1.0), "Nothing").updated()
+
+    with pytest.raises(RuntimeError, match="not live: call start"):
+        asyncio.run(not_live())
+
+    async def unreachable() -> None:
+        monitor = InvocationMonitor(Admin("http://127.0.0.1:9", timeout=0.2), "Nothing", interval=0.05).start()
+        try:
+            await monitor.updated(timeout=1.0)
+        finally:
+            monitor.stop()
+
+    with pytest.raises(TimeoutError, match="refreshed 0 of 2 times in 1 s: .*cannot reach the Restate admin API"):
+        asyncio.run(unreachable())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import time
 from datetime import datetime
 from typing import Any
 
@@ -113,6 +114,25 @@ class InvocationMonitor(widgets.VBox):  # type: ignore[misc]
                 self.error = f"{type(err).__name__}: {err}"
                 self._show()
             await asyncio.sleep(self.interval)
+
+    async def updated(self, times: int = 2, timeout: float = 30.0) -> pd.DataFrame:
+        """Wait until the live refresh has redrawn the table `times` more times; return what it shows.
+
+        Two by default: the second refresh started after this call, so it shows what had happened by then.
+        """
+        if not self.running:
+            raise RuntimeError("the monitor is not live: call start() first")
+        target = self.refreshes + times
+        deadline = time.monotonic() + timeout
+        while self.refreshes < target:
+            if time.monotonic() > deadline or not self.running:
+                why = self.error or ("it stopped" if not self.running else "the server answers too slowly")
+                raise TimeoutError(
+                    f"the monitor refreshed {times - (target - self.refreshes)} of {times} times "
+                    f"in {timeout:.0f} s: {why}"
+                )
+            await asyncio.sleep(0.05)
+        return self.frame
 
     def start(self) -> InvocationMonitor:
         """Refresh every `interval` seconds from a task in the running event loop (e.g. the kernel's)."""

@@ -41,8 +41,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from ._paths import REPO_ROOT, data_dir
-from .clients import Admin
+from .clients import Admin, RestateError
 from .server import end_process, free_port, port_is_free
 
 __all__ = [
@@ -318,7 +320,7 @@ class AgentProcess:
         return data_dir() / "pids" / f"agent-{self.port}.pid"
 
     def start(self, timeout: float = 60.0, *, register: bool | None = None) -> AgentProcess:
-        """Start the process, wait until it listens, and register it (first start only, by default)."""
+        """Start the process, wait until it listens, and register it (by default, unless the server knows it)."""
         if self.running:
             return self
         if not port_is_free(self.port):
@@ -350,11 +352,27 @@ class AgentProcess:
                 self.kill()
                 raise ServingError(f"the agent process did not listen on port {self.port} within {timeout:.0f}s")
             time.sleep(0.02)
-        if register if register is not None else self.deployment_id is None:
+        if register if register is not None else not self._registered():
             answer = self.admin.register(self.url)
             self.deployment_id = answer.get("id")
             _wait_listed(self.admin, [s["name"] for s in answer.get("services", [])])
         return self
+
+    def _registered(self) -> bool:
+        """Return whether the server knows this process's deployment (True if its admin API does not answer).
+
+        A server whose data was wiped (lesson 05 stops its server and deletes it) forgets every deployment: a
+        process started again on it must register again, or calls to its services find no deployment.
+        """
+        if self.deployment_id is None:
+            return False
+        probe = Admin(self.admin.url, timeout=5.0, retry_for=0.0)
+        try:
+            return any(d.get("id") == self.deployment_id for d in probe.deployments())
+        except (ConnectionError, RestateError, httpx.HTTPError):
+            return True
+        finally:
+            probe.close()
 
     def log_tail(self, lines: int = 30) -> str:
         """Return the last lines of the process's output."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 import pytest
 
 from agent_lib.clients import Admin, Ingress
-from agent_lib.server import RestateServer
+from agent_lib.server import RestateServer, free_port
 from agent_lib.serving import AgentProcess, ServingError, load_services, serve_in_kernel
 
 
@@ -89,3 +90,27 @@ def test_an_agent_process_stops_when_its_parent_dies(restate_server: RestateServ
         time.sleep(0.2)
     os.kill(child, 9)
     raise AssertionError("the agent process outlived its parent")
+
+
+def test_process_registers_again_on_a_wiped_server(tmp_path: Path, _kit_data: Path) -> None:
+    """Lesson 05 stops its server and deletes its data: start() on the old AgentProcess registers it again."""
+    import shutil
+
+    ports = {"ingress_port": free_port(), "admin_port": free_port(), "node_port": free_port()}
+    server = RestateServer(tmp_path / "restate", **ports)
+    server.start()
+    try:
+        admin = Admin(server.admin_url)
+        proc = AgentProcess("tests.services:echo", admin=admin, name="echo-wiped").start()
+        forgotten = proc.deployment_id
+        proc.stop()
+        server.stop()
+        shutil.rmtree(tmp_path / "restate")
+        server.start()
+        assert admin.deployments() == [], "a wiped server knows no deployment"
+        with proc:
+            assert proc.deployment_id != forgotten
+            assert [d["id"] for d in admin.deployments()] == [proc.deployment_id]
+            assert Ingress(server.ingress_url, timeout=20).call("TestEcho", "say", "again") == "AGAIN"
+    finally:
+        server.stop()

@@ -5,6 +5,7 @@ agents, serving, widgets. On top: the notebooks, the bench and the CLI
 (`python -m agent_lib doctor|up|down`). An agent never knows how it is hosted.
 """
 
+from . import _imports  # noqa: F401  (ADK's impossible optional imports fail fast: see _imports.py)
 from .clients import Admin, Ingress, RestateError
 from .cluster import RestateCluster
 from .ledger import Ledger, default_ledger

@@ -32,7 +32,7 @@ def halt_impossible_imports() -> list[str]:
         if module in sys.modules or module in HALTED:
             continue
         if importlib.util.find_spec(needs) is None:
-            sys.modules[module] = None
+            sys.modules[module] = None  # type: ignore[assignment]  # None: "this import fails" (documented)
             HALTED.append(module)
     return list(HALTED)
 

@@ -22,6 +22,14 @@ FINISHED = [
     "agent_lib.agents.specialists:fraud_service",
     "agent_lib.agents.specialists:policy_service",
     "agent_lib.agents.triage:triage_service",
+    "agent_lib.agents.patterns:desk_service",
+    "agent_lib.agents.patterns:agent_tool_service",
+    "agent_lib.agents.patterns:research_service",
+    "agent_lib.agents.patterns:writer_service",
+    "agent_lib.agents.patterns:review_service",
+    "agent_lib.agents.patterns:pipeline_service",
+    "agent_lib.agents.patterns:loop_service",
+    "agent_lib.agents.patterns:workflow_agents_service",
 ]
 
 

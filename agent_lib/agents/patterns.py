@@ -94,8 +94,8 @@ GATES = (
     *(f"patterns.loop.round{n}" for n in range(1, MAX_ROUNDS + 1)),
 )
 """The hook points of this module: before the refund step, before the tracking step, before the pipeline's
-write and review calls, and at the start of each round of the loop. Each is hit once per run (a name per round,
-so a replay in always-replay mode never counts as a later round)."""
+write and review calls, and where the writer of each round of the loop starts (a name per round, so that a
+replay in always-replay mode never counts as a later round)."""
 
 
 def _context() -> restate.Context | None:
@@ -434,6 +434,8 @@ class Brief(BaseModel):
     task: str
     facts: str = ""
     feedback: list[str] = []
+    round: int = 0
+    """The loop's round this draft is for (0 outside a loop): the writer hits hook point `patterns.loop.round<n>`."""
 
 
 def _brief_text(brief: Brief) -> str:
@@ -452,6 +454,8 @@ async def write(ctx: restate.Context, brief: dict[str, Any]) -> str:
         b = Brief.model_validate(brief)
     except ValueError as err:
         raise restate.TerminalError(f"the brief is not valid: {err}", status_code=400) from None
+    if b.round:
+        await hit(f"patterns.loop.round{b.round}", invocation_id=ctx.request().id)
     return await _ask_once(ctx, "writer", _brief_text(b))
 
 
@@ -518,8 +522,7 @@ async def improve(ctx: restate.ObjectContext, task: str) -> dict[str, Any]:
     task = _require_text(task, "the task", "our returns policy")
     rounds: list[Round] = []
     for number in range(1, MAX_ROUNDS + 1):
-        await hit(f"patterns.loop.round{number}", invocation_id=ctx.request().id, key=ctx.key())
-        writing = ctx.service_call(write, arg={"task": task, "feedback": [r.review for r in rounds]})
+        writing = ctx.service_call(write, arg={"task": task, "feedback": [r.review for r in rounds], "round": number})
         draft = await writing
         reviewing = ctx.service_call(review, arg=draft)
         verdict = await reviewing

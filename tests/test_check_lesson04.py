@@ -7,6 +7,8 @@ The claims agents are real, each in a process of its own under a test prefix, st
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,13 +29,18 @@ TARGETS = ["agent_lib.agents.claims:claims_service", "agent_lib.agents.claims:ap
 LARGE = {"customer": "Ben", "amount": 1800, "description": "laptop"}
 
 
-def _claims(admin: Admin, prefix: str, threshold: int = 1000) -> AgentProcess:
-    env = {
+def _settings(prefix: str, threshold: int = 1000, timeout: str = "10m") -> dict[str, str]:
+    """The env of lesson 04's claims process (section 1's settings, under another prefix)."""
+    return {
         "CLAIMS_SERVICE_PREFIX": prefix,
         "CLAIMS_APPROVAL_THRESHOLD": str(threshold),
         "CLAIMS_APPROVERS": "maria,sam",
-        "CLAIMS_APPROVAL_TIMEOUT": "10m",
+        "CLAIMS_APPROVAL_TIMEOUT": timeout,
     }
+
+
+def _claims(admin: Admin, prefix: str, threshold: int = 1000, timeout: str = "10m") -> AgentProcess:
+    env = _settings(prefix, threshold, timeout)
     return AgentProcess(TARGETS, env=env, admin=admin, name=f"check-lesson04-{prefix.lower()}")
 
 
@@ -118,7 +125,7 @@ def test_exercise_1_fails_fast_when_the_process_is_stopped(
         ingress, admin, agent="T04StoppedClaimsAgent", approvals="T04StoppedClaimApprovals"
     )
     assert time.monotonic() - started < 15
-    _failed(result, "the agent process is stopped: start it again (section 8 stopped it)")
+    _failed(result, "the agent process is stopped: start it again")
     assert "CLAIMS_SERVICE_PREFIX='T04Stopped'" in result.hint and "CLAIMS_APPROVAL_THRESHOLD='2000'" in result.hint
     assert _unfinished(admin, "T04StoppedClaimsAgent", "T04StoppedClaimApprovals") == []
 
@@ -177,7 +184,8 @@ def test_exercise_2_fails_when_only_eve_decided(claims: AgentProcess, ingress: I
     claim_id, invocation_id = _file(ingress, admin)
     _decide(ingress, claim_id, "eve", True, "looks fine")
     result = check.lesson_04.exercise_2.sync(ingress, admin, claim_id, **NAMES)
-    _failed(result, "was accepted: the claim still waits")
+    _failed(result, f"claim {claim_id!r} still waits for an approver")
+    assert 'approver="maria"' in result.hint
     _decide(ingress, claim_id, "maria", False, "cleaning up")
     ingress.attach(invocation_id)
 
@@ -206,7 +214,7 @@ def test_exercise_3_passes_a_rejection_with_its_reason(claims: AgentProcess, ing
     claim_id, invocation_id = _file(ingress, admin)
     assert _decide(ingress, claim_id, "maria", False, REASON) is None
     ingress.attach(invocation_id)
-    result = check.lesson_04.exercise_3.sync(ingress, admin, claim_id, REASON, agent=AGENT)
+    result = check.lesson_04.exercise_3.sync(ingress, admin, claim_id, REASON, **NAMES)
     assert result.ok, result
     assert "rejected by maria with your reason" in result.message
 
@@ -217,7 +225,7 @@ def test_exercise_3_fails_a_reason_that_is_only_part_of_the_real_one(
     claim_id, invocation_id = _file(ingress, admin)
     _decide(ingress, claim_id, "maria", False, REASON)
     ingress.attach(invocation_id)
-    result = check.lesson_04.exercise_3.sync(ingress, admin, claim_id, "budget", agent=AGENT)
+    result = check.lesson_04.exercise_3.sync(ingress, admin, claim_id, "budget", **NAMES)
     _failed(result, f"rejected with the reason {REASON!r}, not 'budget'")
 
 
@@ -225,7 +233,7 @@ def test_exercise_3_fails_an_approved_claim(claims: AgentProcess, ingress: Ingre
     claim_id, invocation_id = _file(ingress, admin)
     _decide(ingress, claim_id, "maria", True, REASON)
     ingress.attach(invocation_id)
-    _failed(check.lesson_04.exercise_3.sync(ingress, admin, claim_id, REASON, agent=AGENT), "'approved', not rejected")
+    _failed(check.lesson_04.exercise_3.sync(ingress, admin, claim_id, REASON, **NAMES), "'approved', not rejected")
 
 
 def test_exercise_3_fails_the_lessons_rejected_laptop(
@@ -237,10 +245,92 @@ def test_exercise_3_fails_the_lessons_rejected_laptop(
     monkeypatch.setitem(_core._began, 4, _core._began[4])
     time.sleep(0.05)  # what came before begin() is at least this much older than it
     _core.begin(4, admin)
-    result = check.lesson_04.exercise_3.sync(ingress, admin, laptop, "laptops are ordered through IT", agent=AGENT)
+    result = check.lesson_04.exercise_3.sync(ingress, admin, laptop, "laptops are ordered through IT", **NAMES)
     _failed(result, "before you began the exercises")
 
 
 def test_exercise_3_fails_a_claim_the_agent_never_ran(claims: AgentProcess, ingress: Ingress, admin: Admin) -> None:
-    result = check.lesson_04.exercise_3.sync(ingress, admin, "no-such-claim", REASON, agent=AGENT)
+    result = check.lesson_04.exercise_3.sync(ingress, admin, "no-such-claim", REASON, **NAMES)
     _failed(result, "never ran a claim with the id 'no-such-claim'")
+
+
+def test_exercise_3_refuses_exercise_2s_claim(claims: AgentProcess, ingress: Ingress, admin: Admin) -> None:
+    claim_id, invocation_id = _file(ingress, admin)
+    _decide(ingress, claim_id, "eve", True, "looks fine")
+    assert _decide(ingress, claim_id, "maria", False, REASON) is None
+    ingress.attach(invocation_id)
+    assert check.lesson_04.exercise_2.sync(ingress, admin, claim_id, **NAMES).ok
+    result = check.lesson_04.exercise_3.sync(ingress, admin, claim_id, REASON, **NAMES)
+    _failed(result, f"claim {claim_id!r} is exercise 2's claim", "asks for another claim")
+    assert "another large claim, under a new id" in result.hint
+
+
+def test_exercise_3_says_a_claim_that_still_waits_waits(claims: AgentProcess, ingress: Ingress, admin: Admin) -> None:
+    claim_id, invocation_id = _file(ingress, admin)
+    started = time.monotonic()
+    result = check.lesson_04.exercise_3.sync(ingress, admin, claim_id, REASON, **NAMES)
+    assert time.monotonic() - started < 15, "a claim that waits for a human is judged at once, not waited for"
+    _failed(result, f"claim {claim_id!r} still waits for an approver")
+    assert "panel.adecide" in result.hint and "attach" not in result.hint
+    _decide(ingress, claim_id, "maria", False, "cleaning up")
+    ingress.attach(invocation_id)
+
+
+# --- the lesson's state left as it is: section 7's 5-second timeout ---
+
+
+def test_exercise_2_says_a_claim_escalated_by_a_short_timeout(
+    claims: AgentProcess, ingress: Ingress, admin: Admin
+) -> None:
+    names = {"agent": "T04ShortClaimsAgent", "approvals": "T04ShortClaimApprovals"}
+    with _claims(admin, "T04Short", timeout="3s"):
+        claim_id = f"ex04-{uuid.uuid4().hex[:8]}"
+        sent = ingress.send(names["agent"], "run", LARGE, key=claim_id)
+        outcome = ingress.attach(sent.invocation_id)
+        assert outcome["status"] == "escalated"
+        for approver in ("eve", "maria"):
+            body = {"approver": approver, "approve": True, "reason": "late"}
+            with pytest.raises(RestateError):
+                ingress.call(names["approvals"], "decide", body, key=claim_id)
+        result = check.lesson_04.exercise_2.sync(ingress, admin, claim_id, **names)
+    _failed(result, f"claim {claim_id!r} was escalated: its approval timed out", "no approver decided within 3")
+    assert "still waits" not in result.message
+    assert "dict(first_settings)" in result.hint and "10-minute timeout" in result.hint
+
+
+def _begin_cell() -> str:
+    """The source of lesson 04's first exercise cell (the one that runs begin)."""
+    lesson = json.loads((Path(__file__).parents[1] / "notebooks" / "04_human_approval.ipynb").read_text())
+    sources = ["".join(c["source"]) for c in lesson["cells"] if c["cell_type"] == "code"]
+    return next(s for s in sources if "check.lesson_04.begin(admin)" in s and "# await" not in s)
+
+
+def test_the_exercises_begin_with_section_1s_settings_whatever_the_lesson_left(
+    claims: AgentProcess, ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lesson 04 leaves its process stopped with a 5-second timeout: after the begin cell, exercise 2 still passes."""
+    names = {"agent": "T04LeftClaimsAgent", "approvals": "T04LeftClaimApprovals"}
+    monkeypatch.setitem(_core._began, 4, _core._began[4])
+    lesson_process = _claims(admin, "T04Left")
+    lesson_process.env["CLAIMS_APPROVAL_TIMEOUT"] = "3s"  # section 7
+    lesson_process.restart()
+    lesson_process.stop()  # section 8
+    try:
+        exec(_begin_cell(), {"claims_process": lesson_process, "first_settings": _settings("T04Left"), "admin": admin})
+        assert lesson_process.running and lesson_process.env["CLAIMS_APPROVAL_TIMEOUT"] == "10m"
+        claim_id = f"ex04-{uuid.uuid4().hex[:8]}"
+        sent = ingress.send(names["agent"], "run", LARGE, key=claim_id)
+        deadline = time.monotonic() + 60
+        while "pending" not in admin.state(names["approvals"], claim_id):
+            assert time.monotonic() < deadline, "the claim never asked for approval"
+            time.sleep(0.2)
+        time.sleep(5)  # longer than section 7's timeout: a learner takes their time
+        for approver in ("eve", "maria"):
+            body = {"approver": approver, "approve": True, "reason": "receipt checked"}
+            with contextlib.suppress(RestateError):
+                ingress.call(names["approvals"], "decide", body, key=claim_id)
+        assert ingress.attach(sent.invocation_id)["status"] == "approved"
+        result = check.lesson_04.exercise_2.sync(ingress, admin, claim_id, **names)
+    finally:
+        lesson_process.stop()
+    assert result.ok, result

@@ -40,16 +40,24 @@ _AGENT = "ClaimsAgent"
 
 def _start_hint(prefix: str, threshold: str) -> str:
     return (
-        "start it again with AgentProcess([...claims_service, ...approvals_service], env={...}, admin=admin).start(), "
-        f"keeping CLAIMS_SERVICE_PREFIX={prefix!r} in its env (else it serves other names){threshold}"
+        "start it again: claims_process.restart() (the lesson's process, with section 1's settings in "
+        "claims_process.env = dict(first_settings)), or a new AgentProcess([...claims_service, ...approvals_service], "
+        f"env={{...}}, admin=admin).start(), keeping CLAIMS_SERVICE_PREFIX={prefix!r} in its env (else it serves other "
+        f"names){threshold}"
     )
 
 
-_STOPPED = "the claims process is stopped (section 8 stopped it): start it again (claims_process.start()), then wait"
+_STOPPED = "the claims process is stopped: start it again (claims_process.restart()), then run the check again"
+_SETTLE = 20.0
+"""Seconds a check waits for a claim that was just decided to finish (the agent resumes, pays and answers)."""
 _NEW_CLAIM = (
     "file a new claim, under a new id, after check.lesson_04.begin(admin): "
     'claim = f"my-claim-{uuid.uuid4().hex[:6]}"; ingress.send(AGENT, "run", {...}, key=claim)'
 )
+
+
+_exercise_2_claims: set[str] = set()
+"""The claims exercise 2's check was given in this kernel: exercise 3 asks for another one."""
 
 
 def begin(admin: Admin) -> Began:
@@ -110,10 +118,52 @@ def _require_running(admin: Admin, agent: str, approvals: str, threshold: str = 
             )
             break
     raise _core.Fail(
-        f"the agent process is stopped: start it again (section 8 stopped it). Nothing listens at {dep.get('uri')} "
-        f"for {agent}{slip}",
+        f"the agent process is stopped: start it again. Nothing listens at {dep.get('uri')} for {agent}{slip}",
         _start_hint(_prefix(agent), threshold),
     )
+
+
+def _escalated(outcome: dict[str, Any], claim_id: str) -> str:
+    return (
+        f"claim {claim_id!r} was escalated: its approval timed out before an allowed approver decided "
+        f"({outcome.get('reason')}), so a decision after that found nothing pending (404). The claims process ran "
+        "it with a short CLAIMS_APPROVAL_TIMEOUT (section 7 sets 5s)"
+    )
+
+
+_LONG_TIMEOUT = (
+    "restart the claims process with section 1's settings (claims_process.env = dict(first_settings), then "
+    "claims_process.restart(): a 10-minute timeout), file a new claim, under a new id, and decide it in time"
+)
+
+
+def _settled(ingress: Ingress, admin: Admin, run: dict[str, Any], approvals: str, claim_id: str) -> Any:
+    """Return the claim's outcome once its run finished; fail at once, with the cause, if it cannot finish yet."""
+
+    def finished() -> dict[str, Any] | None:
+        row = admin.invocation(str(run["id"]))
+        if row is not None and row["status"] == "completed":
+            return row
+        require(
+            not admin.state(approvals, claim_id).get("pending"),
+            f"claim {claim_id!r} still waits for an approver: nobody allowed has decided it yet",
+            "decide it from the panel of an allowed approver: await panel.adecide(claim_id, approve, reason) "
+            '(panel = ApprovalPanel(APPROVALS, approver="maria", ...))',
+        )
+        require_not_stuck(admin, str(run["id"]), f"the claim {claim_id!r}")
+        return None
+
+    try:
+        wait_until(finished, f"claim {claim_id!r} to finish", timeout=_SETTLE)
+    except TimeoutError:
+        status = admin.status(str(run["id"]))
+        raise _core.Fail(
+            f"claim {claim_id!r} is still {status!r} after {_SETTLE:g} s, and waits for no approver",
+            "look at its invocation in the Restate UI: its journal shows what it waits on; "
+            "claims_process.log_tail() shows the agent's errors",
+        ) from None
+    row = completed(admin, str(run["id"]), success=True, stopped=_STOPPED)
+    return output(ingress, row["id"])
 
 
 def _withdraw(ingress: Ingress, approvals: str, claim_id: str) -> None:
@@ -193,6 +243,7 @@ def exercise_2(
 ) -> str:
     """One claim, two panels: a disallowed approver was refused (403) while it waited, then an allowed one decided."""
     run = require_new(admin, run_invocation(admin, agent, claim_id), f"the claim {claim_id!r}: its run", _NEW_CLAIM)
+    _exercise_2_claims.add(claim_id)
     if run["status"] == "completed" and run.get("completion_result") == "success":
         paid = output(ingress, run["id"])
         require(
@@ -201,6 +252,8 @@ def exercise_2(
             "below the threshold): it never waited for an approver",
             "file a claim above the threshold of 1000 (e.g. 1800), with the claims process back at that threshold",
         )
+        if isinstance(paid, dict) and paid.get("status") == "escalated":
+            raise _core.Fail(_escalated(paid, claim_id), _LONG_TIMEOUT)
     decisions = admin.query(
         "SELECT id, created_at, completion_result, completion_failure FROM sys_invocation "
         f"WHERE target_service_name = {_sql(approvals)} AND target_service_key = {_sql(claim_id)} "
@@ -213,13 +266,16 @@ def exercise_2(
         f"no decision on {claim_id!r} was refused as not allowed ({len(decisions)} decision(s) found)",
         'decide first from a panel whose approver is not allowed: ApprovalPanel(APPROVALS, approver="eve", ...)',
     )
-    require(
-        accepted,
-        f"no decision on {claim_id!r} was accepted: the claim still waits for an allowed approver",
-        'then decide it from a panel of an allowed approver ("maria" or "sam")',
-    )
-    row = completed(admin, run["id"], success=True, stopped=_STOPPED)
-    result = output(ingress, row["id"])
+    if not accepted:
+        result = _settled(ingress, admin, run, approvals, claim_id)
+        if isinstance(result, dict) and result.get("status") == "escalated":
+            raise _core.Fail(_escalated(result, claim_id), _LONG_TIMEOUT)
+        require(
+            False,
+            f"no decision on {claim_id!r} was accepted, and the claim ended as {result!r}",
+            'decide it from a panel of an allowed approver ("maria" or "sam") while it waits',
+        )
+    result = _settled(ingress, admin, run, approvals, claim_id)
     require(
         isinstance(result, dict),
         f"the claim's result is {result!r}",
@@ -245,6 +301,8 @@ def exercise_2(
         f"the refusal (403) came before claim {claim_id!r} asked for approval: it was not pending yet",
         "wait until the panel lists the claim (await panel.wait_for_request(claim_id)), then decide from eve's panel",
     )
+    if result.get("status") == "escalated":
+        raise _core.Fail(_escalated(result, claim_id), _LONG_TIMEOUT)
     require(
         result.get("status") in ("approved", "rejected"),
         f"the claim ended as {result.get('status')!r}, not decided by an approver",
@@ -264,17 +322,30 @@ def exercise_3(
     reason: str,
     *,
     agent: str = "Lesson04ClaimsAgent",
+    approvals: str = "Lesson04ClaimApprovals",
     ledger: Ledger | None = None,
 ) -> str:
-    """A large claim you rejected with a reason: nothing paid, and the customer is told why."""
+    """Another large claim, which you rejected with a reason: nothing paid, and the customer is told why."""
     run = require_new(admin, run_invocation(admin, agent, claim_id), f"the claim {claim_id!r}: its run", _NEW_CLAIM)
-    row = completed(admin, run["id"], success=True, stopped=_STOPPED)
-    result = output(ingress, row["id"])
+    refusals = admin.query(
+        "SELECT id FROM sys_invocation "
+        f"WHERE target_service_name = {_sql(approvals)} AND target_service_key = {_sql(claim_id)} "
+        "AND target_handler_name = 'decide' AND completion_failure LIKE '[403]%'"
+    )
+    why = "a decision on it was refused as not allowed: eve's panel tried it" if refusals else "you passed it there"
+    require(
+        claim_id not in _exercise_2_claims and not refusals,
+        f"claim {claim_id!r} is exercise 2's claim ({why}): exercise 3 asks for another claim",
+        "file another large claim, under a new id, and reject it from maria's panel with a reason",
+    )
+    result = _settled(ingress, admin, run, approvals, claim_id)
     require(
         isinstance(result, dict),
         f"the claim's result is {result!r}",
         "pass the claim id you filed with the claims agent (AGENT), and that agent's name",
     )
+    if result.get("status") == "escalated":
+        raise _core.Fail(_escalated(result, claim_id), _LONG_TIMEOUT)
     require(
         result.get("status") == "rejected",
         f"the claim ended as {result.get('status')!r}, not rejected",

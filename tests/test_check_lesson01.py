@@ -288,6 +288,32 @@ def test_exercise_2_fails_a_key_filled_before_begin(
     assert "new key" in result.hint
 
 
+def test_exercise_2_fails_exercise_1s_key_reused(
+    answers: AgentProcess, ingress: Ingress, admin: Admin, key: str
+) -> None:
+    """The text asks for a new key: exercise 1's key also holds the forecast, and the agent answers from it too."""
+    ingress.call("T01Forecast", "run", "What is the forecast for Paris for 3 days?", key=key)
+    _remember(ingress, "T01Forecast", key)
+    result = check.lesson_01.exercise_2.sync(ingress, admin, key, service="T01Forecast")
+    _failed(result, "holds more than your weather questions", "What is the forecast for Paris", "exercise 1's key")
+    assert "new key" in result.hint
+
+
+def test_exercise_2_says_begin_was_run_again(
+    answers: AgentProcess, ingress: Ingress, admin: Admin, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The work came after a begin(), then the begin() cell was run again: say that, not 'the lesson's own'."""
+    monkeypatch.setitem(_core._began, 1, _core._began[1])
+    monkeypatch.setitem(_core._begun, 1, [_core._began[1].at])
+    _remember(ingress, "T01Forecast", key)
+    time.sleep(0.05)
+    _core.begin(1, admin)
+    admin.register(answers.url)  # the agent is served again after begin: only the key is old
+    result = check.lesson_01.exercise_2.sync(ingress, admin, key, service="T01Forecast")
+    _failed(result, "before you began the exercises", "you ran check.lesson_01.begin(admin) again", "2 times")
+    assert "lesson's own" not in result.message and "leave the check.lesson_01.begin(admin) cell alone" in result.hint
+
+
 def test_exercise_2_fails_the_lessons_weather_agent_and_its_key(
     answers: AgentProcess, ingress: Ingress, admin: Admin, key: str, began_later: None
 ) -> None:

@@ -211,8 +211,45 @@ def test_exercise_3_fails_when_only_one_order_of_three_was_killed(
 def test_exercise_3_fails_the_before_effect_points_only(hook_crashes: dict[str, str], admin: Admin) -> None:
     ids = [i for gate, i in hook_crashes.items() if gate.endswith("before_effect")]
     result = check.lesson_02.exercise_3.sync(admin, ids)
-    _failed(result, "no order was killed after the stock check's effect", "none after the email")
-    assert "check_stock.after_effect" in result.message and "send_email.after_effect" in result.message
+    _failed(result, "killed at 3 of the 9 hook points", "orders.check_stock.after_effect", "send_email.after_step")
+    assert "book_payment.before_effect" not in result.message.split("none at")[1]
+
+
+def test_exercise_3_fails_six_of_the_nine_hook_points(hook_crashes: dict[str, str], admin: Admin) -> None:
+    """Six kills that land in all five stages the ledger tells apart: the text asks for every hook point."""
+    left_out = ["orders.check_stock.after_step", "orders.book_payment.after_step", "orders.send_email.after_step"]
+    ids = [i for gate, i in hook_crashes.items() if gate not in left_out]
+    result = check.lesson_02.exercise_3.sync(admin, ids)
+    _failed(result, "killed at 6 of the 9 hook points", "none at " + ", ".join(left_out))
+
+
+def test_exercise_3_reads_the_ledger_for_a_gate_armed_again_since(
+    hook_crashes: dict[str, str], agents: AgentProcess, ingress: Ingress, admin: Admin
+) -> None:
+    """Exercise 1 done after exercise 3 arms book_payment.before_effect again: its report names exercise 1's order."""
+    _crash_at(agents, ingress, "orders.book_payment.before_effect", "OrderAgentNoKeys", LAMPS)
+    result = check.lesson_02.exercise_3.sync(admin, list(hook_crashes.values()))
+    assert result.ok, result
+
+
+def test_exercise_1_says_a_paused_order_needs_a_resume(agents: AgentProcess, ingress: Ingress, admin: Admin) -> None:
+    """Killed, then left down past the retry policy's 120 attempts, an order is paused: attach alone would hang."""
+    gate = Gate("orders.book_payment.before_effect").arm()
+    sent = ingress.send("OrderAgentNoKeys", "run", LAMPS, key=f"ex02-{uuid.uuid4().hex[:8]}")
+    gate.wait_reached(timeout=120, alive=lambda: agents.running)
+    agents.kill()
+    try:
+        admin.pause(sent.invocation_id)
+        deadline = time.monotonic() + 30
+        while admin.status(sent.invocation_id) != "paused" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        result = check.lesson_02.exercise_1.sync(admin, sent.invocation_id)
+    finally:
+        agents.start()
+        admin.resume(sent.invocation_id)
+        ingress.attach(sent.invocation_id)
+    _failed(result, f"order {sent.invocation_id} is paused, not finished", "120 times")
+    assert "admin.resume(id)" in result.hint
 
 
 def test_exercise_3_fails_orders_to_the_agent_without_keys(no_keys_crashes: dict[str, str], admin: Admin) -> None:

@@ -22,7 +22,7 @@ from agent_lib.check import CheckResult, _core
 from agent_lib.check._core import Began
 from agent_lib.clients import Admin, Ingress
 from agent_lib.models import default_model
-from agent_lib.server import RestateServer
+from agent_lib.server import RestateServer, free_port
 from agent_lib.serving import AgentProcess
 from agent_lib.sessions import conversation
 
@@ -53,6 +53,15 @@ async def _chat(ctx: restate.ObjectContext, message: str) -> str | None:
 
 my_chat = restate.VirtualObject("L03MyChatAgent")
 wrong_forget = restate.VirtualObject("L03WrongForgetChatAgent")
+no_plugin = restate.VirtualObject("L03NoPluginChatAgent")
+
+_runner_without_plugin = Runner(
+    app=App(
+        name="my_chat",
+        root_agent=Agent(model=default_model(chat_script, name="my_chat"), name="my_chat", instruction="Chat."),
+    ),
+    session_service=RestateSessionService(),
+)
 
 
 @my_chat.handler()
@@ -77,6 +86,22 @@ async def wrong_forget_handler(ctx: restate.ObjectContext) -> None:
     ctx.clear("session")
 
 
+@no_plugin.handler("run")
+async def no_plugin_run(ctx: restate.ObjectContext, message: str) -> str | None:
+    """A likely slip: the App without RestatePlugin()."""
+    reply = None
+    async for event in _runner_without_plugin.run_async(
+        user_id=ctx.key(), session_id="session", new_message=user_message(message)
+    ):
+        reply = final_text(event) or reply
+    return reply
+
+
+@no_plugin.handler("forget")
+async def no_plugin_forget(ctx: restate.ObjectContext) -> None:
+    ctx.clear("session_store::session")
+
+
 @pytest.fixture(scope="module")
 def chat(restate_server: RestateServer, _kit_data: Path) -> Iterator[AgentProcess]:
     targets = [f"agent_lib.agents.chat:{s}" for s in ("chat_service", "compact_chat_service")]
@@ -91,7 +116,11 @@ def chat(restate_server: RestateServer, _kit_data: Path) -> Iterator[AgentProces
 def mine(restate_server: RestateServer, _kit_data: Path) -> Iterator[tuple[AgentProcess, Began]]:
     began = begin(Admin(restate_server.admin_url))
     proc = AgentProcess(
-        ["tests.test_check_lesson03:my_chat", "tests.test_check_lesson03:wrong_forget"],
+        [
+            "tests.test_check_lesson03:my_chat",
+            "tests.test_check_lesson03:wrong_forget",
+            "tests.test_check_lesson03:no_plugin",
+        ],
         admin=Admin(restate_server.admin_url),
         name="l03-check-mine",
     )
@@ -168,6 +197,54 @@ def test_queue_fails_with_two_messages_only(chat: AgentProcess, ingress: Ingress
     _failed(check.lesson_03.exercise_1.sync(admin, key, statuses), "2 message(s)", "not 3")
 
 
+def test_queue_refuses_typed_statuses_of_messages_that_never_queued(
+    chat: AgentProcess, ingress: Ingress, admin: Admin, key: str
+) -> None:
+    """Three ingress.calls in a row never queue: the statuses typed in claim a queue the server never saw."""
+    begin(admin)
+    for city in ("Lima", "Oslo", "Kyoto"):
+        ingress.call("ChatAgent", "run", f"Plan a trip to {city}.", key=key)
+    result = check.lesson_03.exercise_1.sync(admin, key, ["running", "pending", "pending"])
+    _failed(result, "the server saw no queue", "message 2", "after message 1 had finished")
+    assert "ingress.call waits for each answer" in result.hint
+
+
+def test_queue_says_begin_was_run_again(
+    chat: AgentProcess, ingress: Ingress, admin: Admin, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The begin() cell run again after the work: the message says so, and how to recover."""
+    monkeypatch.setitem(_core._begun, 3, [])
+    monkeypatch.setitem(_core._began, 3, begin(admin))
+    sent = [ingress.send("ChatAgent", "run", f"Plan a trip to {city}.", key=key) for city in ("Lima", "Oslo", "Kyoto")]
+    statuses = [str(admin.status(s.invocation_id)) for s in sent]
+    for s in sent:
+        ingress.attach(s.invocation_id)
+    begin(admin)
+    result = check.lesson_03.exercise_1.sync(admin, key, statuses)
+    _failed(result, "before the exercises began", "you ran check.lesson_03.begin(admin) again", "2 times in all")
+    assert "lesson's own" not in result.message
+    assert "leave the check.lesson_03.begin(admin) cell alone" in result.hint
+
+
+def test_begin_says_at_once_that_the_server_does_not_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stopped server (it answered before, so the admin client would ask again for 30 s): say so within seconds."""
+    stopped = Admin(f"http://127.0.0.1:{free_port()}")
+    stopped._answered = True
+    monkeypatch.setitem(_core._began, 3, None)
+    started = time.monotonic()
+    with pytest.raises(ConnectionError) as err:
+        check.lesson_03.begin(stopped)
+    elapsed = time.monotonic() - started
+    assert "does not answer" in str(err.value) and stopped.url in str(err.value)
+    assert (
+        "make lab" in str(err.value)
+        and "python -m agent_lib up" in str(err.value)
+        and "server.start()" in str(err.value)
+    )
+    assert elapsed < stopped.retry_for / 3, f"{elapsed:.1f} s: the admin client's own retries were not cut short"
+    assert _core._began[3] is None, "a failed begin() records nothing"
+
+
 def test_queue_fails_on_the_wrong_agent(chat: AgentProcess, ingress: Ingress, admin: Admin, key: str) -> None:
     begin(admin)
     ingress.call("CompactChatAgent", "run", "Plan a trip to Lima.", key=key)
@@ -227,11 +304,14 @@ def test_compaction_fails_on_the_agent_that_keeps_everything(
     _failed(check.lesson_03.exercise_2.sync(ingress, admin, key, "Grace"), "on ChatAgent, not on CompactChatAgent")
 
 
-def test_compaction_fails_on_a_short_conversation(chat: AgentProcess, ingress: Ingress, admin: Admin, key: str) -> None:
+def test_compaction_fails_on_ten_turns_where_thirty_are_asked(
+    chat: AgentProcess, ingress: Ingress, admin: Admin, key: str
+) -> None:
     begin(admin)
-    for message in conversation(4, name="Grace"):
+    for message in conversation(10, name="Grace"):
         ingress.call("CompactChatAgent", "run", message, key=key)
-    _failed(check.lesson_03.exercise_2.sync(ingress, admin, key, "Grace"), "no summary yet")
+    result = check.lesson_03.exercise_2.sync(ingress, admin, key, "Grace")
+    _failed(result, "had 10 turn(s)", "not the 30 the exercise asks for", "20 missing")
 
 
 def test_forget_passes_on_a_service_that_clears_its_session(
@@ -248,6 +328,15 @@ def test_forget_fails_when_forget_clears_the_wrong_state_key(
     monkeypatch.setitem(_core._began, 3, mine[1])
     result = check.lesson_03.exercise_3.sync(ingress, admin, service="L03WrongForgetChatAgent")
     _failed(result, "after forget, the state still has ['session_store::session']")
+
+
+def test_forget_names_the_missing_plugin(
+    mine: tuple[AgentProcess, Began], ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(_core._began, 3, mine[1])
+    result = check.lesson_03.exercise_3.sync(ingress, admin, service="L03NoPluginChatAgent")
+    _failed(result, "journaled no model call", "its App has no RestatePlugin()")
+    assert "RestateSessionService" not in result.message
 
 
 def test_forget_fails_on_the_lessons_agent_without_forget(

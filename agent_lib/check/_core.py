@@ -62,6 +62,8 @@ __all__ = [
     "output",
     "remaining",
     "require",
+    "rerun_hint",
+    "rerun_of_begin",
     "require_new",
     "require_new_deployment",
     "require_not_stuck",
@@ -335,6 +337,12 @@ class Began:
 
 _began: dict[int, Began] = {}
 
+_begun: dict[int, list[datetime]] = {}
+"""Every begin() of each lesson, in this kernel, oldest first: tells a re-run begin() cell from a borrowed id."""
+
+RERUN_WINDOW = timedelta(minutes=5)
+"""Work this little older than the latest begin() is taken for work done before the begin() cell was run again."""
+
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?")
 
 
@@ -357,11 +365,55 @@ def _server_now(admin: Admin) -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)  # the tables keep milliseconds
 
 
+def _unanswered(admin: Admin) -> str:
+    return (
+        f"the Restate server at {admin.url} does not answer, so the start of the exercises cannot be recorded: "
+        "start it (`make lab`, or `python -m agent_lib up`; a lesson that runs a server of its own: "
+        "`server.start()`), then run this cell again"
+    )
+
+
 def begin(lesson: int, admin: Admin) -> Began:
-    """Record that the learner begins lesson `lesson`'s exercises now (server time); return the record."""
-    began_ = Began(lesson, _server_now(admin))
+    """Record that the learner begins lesson `lesson`'s exercises now (server time); return the record.
+
+    A server that does not answer fails within a few seconds, with how to start it: a new client does not ask again
+    after a refused connection, where `admin`, which the server answered before, would for half a minute.
+    """
+    probe = Admin(admin.url, timeout=5.0, retry_for=admin.retry_for)
+    try:
+        now = _server_now(probe)
+    except (ConnectionError, httpx.HTTPError, RestateError) as err:
+        raise ConnectionError(_unanswered(admin)) from err
+    finally:
+        probe.close()
+    began_ = Began(lesson, now)
     _began[lesson] = began_
+    _begun.setdefault(lesson, []).append(now)
     return began_
+
+
+def rerun_of_begin(lesson: int, made: datetime) -> str:
+    """Say that begin() was run again after work made at `made` (in this kernel), or return "" if it was not."""
+    times = _begun.get(lesson, [])
+    if len(times) < 2 or made >= times[-1] - _CLOCK_SLACK:
+        return ""
+    earlier = [t for t in times[:-1] if t <= made + _CLOCK_SLACK]
+    if not earlier and times[-1] - made > RERUN_WINDOW:
+        return ""
+    first = f", after your first begin() at {earlier[0]:%H:%M:%S}" if earlier else ""
+    return (
+        f"you ran check.lesson_{lesson:02d}.begin(admin) again at {times[-1]:%H:%M:%S} UTC ({len(times)} times in "
+        f"all), after this work was done (at {made:%H:%M:%S}{first}): the checks judge only what you do after the "
+        "latest begin()"
+    )
+
+
+def rerun_hint(lesson: int) -> str:
+    """Tell how to recover from a begin() cell run again after the work."""
+    return (
+        f"do the exercise's steps again now (with a new key or id), and run the check; from now on leave the "
+        f"check.lesson_{lesson:02d}.begin(admin) cell alone (run it once per lesson)"
+    )
 
 
 def began(lesson: int | None = None) -> Began:
@@ -387,10 +439,13 @@ def require_new(
     row = invocation if isinstance(invocation, dict) else _invocation_row(admin, invocation)
     start = began()
     made = created_at(row["created_at"])
+    rerun = rerun_of_begin(start.lesson, made)
+    if rerun:
+        hint = rerun_hint(start.lesson) + (f" ({hint})" if hint else "")
     require(
         made >= start.at - _CLOCK_SLACK,
         f"{what} {row['id']} was created at {made:%H:%M:%S}, before you began the exercises ({start.at:%H:%M:%S} "
-        "UTC): it is the lesson's own (or an earlier run's), not the exercise's",
+        "UTC): " + (rerun or "it is the lesson's own (or an earlier run's), not the exercise's"),
         hint
         or f"do the exercise's steps yourself, after check.lesson_{start.lesson:02d}.begin(admin), and pass the id "
         "they give you",
@@ -477,12 +532,14 @@ def require_new_deployment(admin: Admin, service: str, hint: str = "") -> dict[s
     dep = deployment_of(admin, service)
     start = began()
     made = created_at(dep["created_at"])
+    rerun = rerun_of_begin(start.lesson, made)
     require(
         made >= start.at - _CLOCK_SLACK,
         f"{service} is served by a deployment registered at {made:%H:%M:%S}, before you began the exercises "
-        f"({start.at:%H:%M:%S} UTC): that is the lesson's, an earlier run's or someone else's, not the one you "
-        "serve now",
-        hint or f"serve your {service} after check.lesson_{start.lesson:02d}.begin(admin), then run the check again",
+        f"({start.at:%H:%M:%S} UTC): "
+        + (rerun or "that is the lesson's, an earlier run's or someone else's, not the one you serve now"),
+        (f"serve your {service} again now, then run the check; " + rerun_hint(start.lesson) if rerun else hint)
+        or f"serve your {service} after check.lesson_{start.lesson:02d}.begin(admin), then run the check again",
     )
     return dep
 

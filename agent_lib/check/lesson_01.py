@@ -153,6 +153,15 @@ def exercise_2(ingress: Ingress, admin: Admin, key: str, service: str = "MyForec
         f'the last message stored under {key!r} is {users[-1] if users else None!r}, not "Which city did I ask about?"',
         'end with "Which city did I ask about?" on the same key',
     )
+    others = [m for m in users[:-1] if "weather" not in m.lower() and "which cit" not in m.lower()]
+    extra = repr(others[0]) if others else "a forecast question"
+    require(
+        not others and not _calls(events, "get_forecast"),
+        f"the key {key!r} holds more than your weather questions: it also holds {extra}, so the agent answers from "
+        "that history too (is it exercise 1's key?)",
+        'use a new key of your own for this exercise (e.g. f"remember-{uuid4().hex[:6]}"): ask the weather in two '
+        'cities on it, then "Which city did I ask about?", and pass that key',
+    )
     answers = [_texts(e) for e in events if e.get("author") != "user" and _texts(e)]
     last = answers[-1] if answers else ""
     missing = [c for c in cities if c.lower() not in last.lower()]

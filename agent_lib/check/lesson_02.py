@@ -12,13 +12,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..agents.orders import GATES
 from ..clients import Admin, Ingress
+from ..gates import Gate
 from ..ledger import Effect, Ledger
 from ..models import uses_gemini
 from . import _core
 from ._core import Began, completed, effects_of, exercise, output, require, require_new
 
-__all__ = ["Crash", "begin", "crash_of", "exercise_1", "exercise_2", "exercise_3"]
+__all__ = ["HOOK_POINTS", "Crash", "begin", "crash_of", "exercise_1", "exercise_2", "exercise_3", "killed_at"]
 
 _KILL_HINT = (
     "arm Gate('orders.book_payment.before_effect'), send the order, gate.wait_reached(), process.kill(), "
@@ -45,6 +47,15 @@ _STAGE_GATES = {
     STAGES[3]: "book_payment.after_effect, book_payment.after_step or send_email.before_effect",
     STAGES[4]: "send_email.after_effect or send_email.after_step",
 }
+
+
+HOOK_POINTS = tuple(g for g in GATES if g.endswith((".before_effect", ".after_effect", ".after_step")))
+"""The hook points around the effects that exercise 3 names: one order killed at each."""
+
+_PAUSED = (
+    "it failed 120 times in a row (the lessons' retry policy, about 30 s, counts the attempts made while its process "
+    "was down) and Restate paused it"
+)
 
 
 def begin(admin: Admin) -> Began:
@@ -93,9 +104,52 @@ def crash_of(invocation_id: str, ledger: Ledger | None = None) -> Crash:
     return Crash(pids, len(_by(effects["model_call"], first)), stage)
 
 
+_SIGNATURES = {
+    "orders.check_stock.before_effect": (STAGES[0], 1),
+    "orders.check_stock.after_effect": (STAGES[1], 1),
+    "orders.check_stock.after_step": (STAGES[2], 1),
+    "orders.book_payment.before_effect": (STAGES[2], 2),
+    "orders.book_payment.after_effect": (STAGES[3], 2),
+    "orders.book_payment.after_step": (STAGES[3], 2),
+    "orders.send_email.before_effect": (STAGES[3], 3),
+    "orders.send_email.after_effect": (STAGES[4], 3),
+    "orders.send_email.after_step": (STAGES[4], 3),
+}
+"""What the ledger shows of an order killed at each hook point: its stage, and the model calls made before the kill."""
+
+
+def killed_at(invocation_ids: Sequence[str], ledger: Ledger | None = None) -> dict[str, str]:
+    """Return {hook point: the order killed there}, read from the gates' reports, else from the ledger.
+
+    A gate's report (`Gate(name).reached`) names the invocation and the process that waited there: the order counts
+    as killed at that point if that process is the first of the order's processes, and not its last. A gate armed
+    again since (for another order) has lost its report: an order then counts for that point if the ledger shows what
+    a kill there leaves (its stage, and the model calls made before the kill), once per order.
+    """
+    crashes = {i: crash_of(i, ledger) for i in dict.fromkeys(invocation_ids)}
+    found: dict[str, str] = {}
+    for point in HOOK_POINTS:
+        report = Gate(point).reached or {}
+        crash = crashes.get(str(report.get("invocation_id")))
+        if crash is not None and crash.killed and crash.pids[0] == report.get("pid"):
+            found[point] = str(report["invocation_id"])
+    left = [i for i, c in crashes.items() if c.killed and i not in found.values()]
+    for point in HOOK_POINTS:
+        match = next((i for i in left if (crashes[i].stage, crashes[i].model_calls_before) == _SIGNATURES[point]), None)
+        if point not in found and match is not None:
+            found[point] = match
+            left.remove(match)
+    return found
+
+
 def _finished_order(admin: Admin, invocation_id: str, service: str, why: str = "", *, every: bool = False) -> None:
     """Fail unless the order was sent after begin(), finished with success, and went to `service`."""
-    require_new(admin, invocation_id, "the order")
+    row = require_new(admin, invocation_id, "the order")
+    require(
+        row["status"] != "paused",
+        f"order {invocation_id} is paused, not finished: {_PAUSED}",
+        "start the process if it is stopped (process.start()), then admin.resume(id) and ingress.attach(id)",
+    )
     row = completed(admin, invocation_id, success=True, stopped=_STOPPED)
     require(
         row["target_service_name"] == service,
@@ -204,9 +258,9 @@ def exercise_3(
     )
     ids = list(dict.fromkeys(invocation_ids))
     require(
-        len(ids) >= 3,
-        f"{len(ids)} distinct order(s) given: kill the agent once at each hook point around the effects",
-        "loop over orders.GATES: arm the gate, send an order, wait_reached, kill, start, attach",
+        ids,
+        f"no order given: kill the agent once at each of the {len(HOOK_POINTS)} hook points around the effects",
+        "loop over the hook points: arm the gate, send an order, wait_reached, kill, start, attach",
     )
     crashes = {}
     for invocation_id in ids:
@@ -225,6 +279,16 @@ def exercise_3(
         f"{len(whole)} of the {len(ids)} orders ran in one process only, never killed mid-order: {', '.join(whole)}",
         "kill the agent during every order: arm the gate before you send, wait_reached(), then process.kill()",
     )
+    points = killed_at(ids, ledger)
+    absent = [p for p in HOOK_POINTS if p not in points]
+    require(
+        not absent,
+        f"your orders were killed at {len(points)} of the {len(HOOK_POINTS)} hook points around the effects; "
+        f"none at {', '.join(absent)}",
+        "in one loop, for each of [g for g in orders.GATES if g.endswith(('before_effect', 'after_effect', "
+        "'after_step'))]: arm its gate, send an order, gate.wait_reached(), process.kill(), process.start(), "
+        "ingress.attach(id); pass every id",
+    )
     missing = [s for s in STAGES if s not in {c.stage for c in crashes.values()}]
     require(
         not missing,
@@ -233,6 +297,7 @@ def exercise_3(
         "[g for g in orders.GATES if 'effect' in g or 'after_step' in g]",
     )
     return (
-        f"{len(ids)} orders, each killed mid-order, the kills landing at all {len(STAGES)} stages the ledger can tell "
-        f"apart ({'; '.join(STAGES)}), and each order has exactly one payment and one email"
+        f"{len(ids)} orders, each killed mid-order, at all {len(HOOK_POINTS)} hook points around the effects (the "
+        f"{len(STAGES)} stages the ledger can tell apart: {'; '.join(STAGES)}), and each order has exactly one "
+        "payment and one email"
     )

@@ -14,7 +14,20 @@ from typing import Any
 from ..clients import Admin, Ingress
 from ..sessions import session_events, state_key, stored_session, user_messages
 from . import _core
-from ._core import Began, began, call, created_at, exercise, fresh_key, require, require_new_deployment, require_service
+from ._core import (
+    Began,
+    began,
+    call,
+    created_at,
+    exercise,
+    fresh_key,
+    require,
+    require_new_deployment,
+    require_not_stuck,
+    require_service,
+    rerun_hint,
+    rerun_of_begin,
+)
 
 __all__ = ["begin", "exercise_1", "exercise_2", "exercise_3"]
 
@@ -23,6 +36,8 @@ _RUNNING = {"running", "backing-off", "suspended", "paused"}
 _STATUSES = _QUEUED | _RUNNING | {"completed"}
 _CHAT_SERVICES = ("ChatAgent", "SummarizingChatAgent", "CompactChatAgent")
 _LESSON_NAME = "Ada"
+TURNS = 30
+"""The turns exercise 2 asks for: conversation(30, name=...)."""
 
 
 def begin(admin: Admin) -> Began:
@@ -34,8 +49,20 @@ def _before_began(value: str | None) -> bool:
     return value is not None and created_at(value) < began().at
 
 
+def _old_key(key: str, made: str, what: str) -> tuple[str, str]:
+    """Say why a key's work from before begin() is refused: begin() run again, or a key of the lesson's own."""
+    rerun = rerun_of_begin(3, created_at(made))
+    if rerun:
+        return f"{what} under {key!r} began before the exercises did, because {rerun}", rerun_hint(3)
+    return f"{what} under {key!r} began before the exercises did: is it a key of the lesson's own cells?", ""
+
+
 def _time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _ms(value: str) -> str:
+    return f"{_time(value):%H:%M:%S.%f}"[:-3]
 
 
 def _sql(value: str) -> str:
@@ -68,23 +95,41 @@ def exercise_1(admin: Admin, key: str, statuses: Sequence[str], *, service: str 
         f"{service} has no message under the key {key!r}",
         "send three messages with ingress.send(...) to one new key, one right after the other, and pass that key",
     )
-    old = [r["id"] for r in rows if _before_began(r["created_at"])]
-    require(
-        not old,
-        f"the key {key!r} was used before the exercises began ({len(old)} of its {len(rows)} messages): "
-        "is it a key of the lesson's own cells?",
-        'send your three messages to a new key, e.g. key = f"queue-{uuid.uuid4().hex[:6]}"',
-    )
+    old = [r for r in rows if _before_began(r["created_at"])]
+    if old:
+        why, hint = _old_key(key, old[-1]["created_at"], f"{len(old)} of the {len(rows)} messages")
+        require(
+            False,
+            f"the key {key!r} was used before the exercises began: {why}",
+            hint or 'send your three messages to a new key, e.g. key = f"queue-{uuid.uuid4().hex[:6]}"',
+        )
     require(
         len(rows) >= 3,
         f"{service} has {len(rows)} message(s) under the key {key!r}, not 3",
         "send three messages with ingress.send(...) to that one key, one right after the other",
     )
+    for row in rows:
+        require_not_stuck(admin, row["id"], f"your message {row['id']}")
     require(
         all(r["status"] == "completed" for r in rows),
         f"not all of them have finished: {[r['status'] for r in rows]}",
-        "wait for each of them with ingress.attach(id) before you check",
+        "wait for each of them with ingress.attach(id) before you check (each takes about a second)",
     )
+    late = [
+        (n + 2, b, a)
+        for n, (a, b) in enumerate(zip(rows, rows[1:], strict=False))
+        if _time(b["created_at"]) >= _time(a["completed_at"])
+    ]
+    if late:
+        n, b, a = late[0]
+        require(
+            False,
+            f"the server saw no queue: message {n} of {key!r} arrived at {_ms(b['created_at'])}, after message "
+            f"{n - 1} had finished (at {_ms(a['completed_at'])}), so it never waited ({len(late)} of the "
+            f"{len(rows) - 1} later messages arrived after the one before them had finished)",
+            "send all three with ingress.send(...), one right after the other, before you wait for any of them "
+            "(ingress.call waits for each answer, so its messages never queue)",
+        )
     runs = sorted(rows, key=lambda r: _time(r["running_at"]))
     overlaps = [
         (a["id"], b["id"])
@@ -161,14 +206,20 @@ def exercise_2(ingress: Ingress, admin: Admin, key: str, name: str, *, service: 
         f'for message in conversation(30, name="{name}"): ingress.call("{service}", "run", message, key=key)',
     )
     assert session is not None
-    first = admin.query(
-        "SELECT min(created_at) AS at FROM sys_invocation "
-        f"WHERE target_service_name = {_sql(service)} AND target_service_key = {_sql(key)}"
+    turns = admin.query(
+        "SELECT created_at FROM sys_invocation "
+        f"WHERE target_service_name = {_sql(service)} AND target_service_key = {_sql(key)} "
+        "AND target_handler_name = 'run' ORDER BY created_at"
     )
+    if turns and _before_began(turns[0]["created_at"]):
+        why, hint = _old_key(key, turns[0]["created_at"], "the conversation")
+        require(False, why, hint or f'run conversation({TURNS}, name="{name}") on a new key')
     require(
-        not (first and _before_began(first[0].get("at"))),
-        f"the conversation under {key!r} began before the exercises did: is it one of the lesson's own?",
-        f'run conversation(30, name="{name}") on a new key',
+        len(turns) >= TURNS,
+        f"{service} had {len(turns)} turn(s) under {key!r}, not the {TURNS} the exercise asks for "
+        f"({TURNS - len(turns)} missing)",
+        f'for message in conversation({TURNS}, name="{name}"): ingress.call("{service}", "run", message, key=key) '
+        "(on a new key, so that the first message is the one with your name)",
     )
     events = session_events(session)
     summaries = [s for s in events["summary"] if s]
@@ -223,7 +274,13 @@ def exercise_3(ingress: Ingress, admin: Admin, *, service: str = "MyChatAgent", 
     )
     require_new_deployment(admin, service, "serve your own chat service now, with serve_in_kernel([...], admin=admin)")
     key = fresh_key("forget")
-    call(ingress, service, "run", "Hi, my name is Zoe.", key=key)
+    told, _ = call(ingress, service, "run", "Hi, my name is Zoe.", key=key)
+    steps = admin.steps(told)
+    require(
+        "call LLM" in steps,
+        f"{service}/run journaled no model call (its steps: {steps or 'none'}): its App has no RestatePlugin()",
+        "build the App with plugins=[RestatePlugin()] (from restate.ext.adk), as the exercise says, and serve it again",
+    )
     require(
         state_key() in admin.state(service, key),
         f"after one message, {service}/{key} stores no {state_key()!r}",

@@ -22,6 +22,10 @@ from agent_lib.serving import AgentProcess
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "browser: drives JupyterLab in headless Chromium")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line("markers", "agent: a finished agent's own tests (make test-replay runs them too)")
+    config.addinivalue_line(
+        "markers", "full: runs in `make test-all` only (CI's weekly schedule, before a release), not in `make test`"
+    )
 
 
 @pytest.fixture(scope="session")

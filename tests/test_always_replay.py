@@ -17,6 +17,8 @@ from agent_lib.clients import Admin, Ingress
 from agent_lib.server import RestateServer, free_port
 from agent_lib.serving import AgentProcess
 
+pytestmark = pytest.mark.agent  # a finished agent's tests: `make test-replay` runs them too
+
 REPLAY_SETTING = "RESTATE_WORKER__INVOKER__INACTIVITY_TIMEOUT"
 
 

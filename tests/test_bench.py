@@ -11,7 +11,7 @@ import pytest
 
 from agent_lib._paths import REPO_ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.full]  # the bench runs in make test-all
 
 
 def _positive(x: object) -> bool:

@@ -18,6 +18,8 @@ from agent_lib.observe import wait_for_status
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
 
+pytestmark = pytest.mark.agent  # a finished agent's tests: `make test-replay` runs them too
+
 HELLO = "Hi, I am cust-ana, my policy is POL-1001."
 CAR = "My car was rear-ended on 2025-09-14; the repair costs 2400 EUR."
 

@@ -27,6 +27,8 @@ from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
 from agent_lib.sessions import conversation, measure_growth, session_events, stored_session, user_messages
 
+pytestmark = pytest.mark.agent  # a finished agent's tests: `make test-replay` runs them too
+
 CHAT_TARGETS = [
     "agent_lib.agents.chat:chat_service",
     "agent_lib.agents.chat:summarizing_chat_service",

@@ -26,6 +26,8 @@ from agent_lib.models import Call, ToolResult, Turn
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
 
+pytestmark = pytest.mark.agent  # a finished agent's tests: `make test-replay` runs them too
+
 TARGETS = ["agent_lib.agents.claims:claims_service", "agent_lib.agents.claims:approvals_service"]
 AGENT, APPROVALS = "TestClaimsAgent", "TestClaimApprovals"
 HOTEL = {"customer": "Alice", "amount": 1800, "description": "hotel, 5 nights"}

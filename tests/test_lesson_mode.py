@@ -18,6 +18,8 @@ import pytest
 
 from agent_lib.server import free_port, port_is_free
 
+pytestmark = pytest.mark.full  # meta-tests of the modes: make test-all; make test runs the Gemini mode itself
+
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "lesson_mode.py"
 

@@ -182,6 +182,7 @@ def _stop_group(proc: subprocess.Popen[str]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.full  # builds a whole venv: make test-all
 def test_the_lean_set_runs_make_lab_the_doctor_and_lesson_00(tmp_path: Path) -> None:
     """Build the learners' venv from requirements/lab.txt alone, then run what a learner runs, from it."""
     lean = tmp_path / "lean-venv"

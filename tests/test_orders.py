@@ -16,6 +16,8 @@ from agent_lib.models import Call, ToolResult, Turn
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
 
+pytestmark = pytest.mark.agent  # a finished agent's tests: `make test-replay` runs them too
+
 TOOLS = ("book_payment", "check_stock", "send_email")
 
 

@@ -27,6 +27,8 @@ from agent_lib.ledger import Ledger
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
 
+pytestmark = pytest.mark.agent  # a finished agent's tests: `make test-replay` runs them too
+
 SPECIALIST_TARGETS = [
     "agent_lib.agents.specialists:eligibility_service",
     "agent_lib.agents.specialists:fraud_service",

@@ -15,6 +15,8 @@ from agent_lib.models import Call, ToolResult, Turn, uses_gemini
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
 
+pytestmark = pytest.mark.agent  # a finished agent's tests: `make test-replay` runs them too
+
 TARGET = "agent_lib.agents.versioned:"
 
 

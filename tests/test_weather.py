@@ -9,6 +9,8 @@ from agent_lib.clients import Admin, Ingress, RestateError
 from agent_lib.ledger import Ledger
 from agent_lib.serving import AgentProcess
 
+pytestmark = pytest.mark.agent  # a finished agent's tests: `make test-replay` runs them too
+
 
 def test_seed_call_and_journal(ingress: Ingress, admin: Admin, weather: AgentProcess, ledger: Ledger, key: str) -> None:
     sent = ingress.send("WeatherAgent", "run", "What is the weather in New York?", key=key)

@@ -56,6 +56,7 @@ def _run(
 
 
 @pytest.mark.slow
+@pytest.mark.full  # starts a parallel pytest with labs of its own: make test-all
 def test_each_worker_has_its_own_server_agents_and_data_and_stops_them(tmp_path: Path) -> None:
     base = tmp_path / "kit"
     done, records = _run(tmp_path, "-n", "2", env={"RESTATE_KIT_DATA": str(base)})
@@ -76,6 +77,7 @@ def test_each_worker_has_its_own_server_agents_and_data_and_stops_them(tmp_path:
     assert all(port_is_free(p) for p in ports), "a worker left its server or agents running"
 
 
+@pytest.mark.full  # starts a parallel pytest with labs of its own: make test-all
 def test_a_plain_run_uses_the_callers_lab_and_starts_none(tmp_path: Path) -> None:
     # PYTEST_XDIST_WORKER as a pytest started by a test inside a worker inherits it: that alone makes no worker.
     caller = {"RESTATE_ADMIN_URL": "http://127.0.0.1:1", "RESTATE_INGRESS_URL": "http://127.0.0.1:1"}

@@ -34,6 +34,7 @@ from .conftest import Evidence
 from .helpers import pending_request, wait_for, wait_status
 
 RUNS = (1, 2, 3)
+"""Each kill point is hit in 3 rounds; `make test` runs the first (every point once), `make test-all` all three."""
 WEATHER, CLAIMS, APPROVALS = "WeatherAgent", "ProofClaimsAgent", "ProofClaimApprovals"
 QUESTION = "What is the weather in New York?"
 HOTEL = {"customer": "Alice", "amount": 1800, "description": "hotel, 5 nights"}
@@ -272,12 +273,16 @@ def test_crash_free_runs_are_what_the_agents_promise(crash_free: dict[str, Outco
     assert weather.model_calls == claims.model_calls == 2
 
 
+def _run_id(run: int) -> str:
+    return f"run{run}"
+
+
 def _case_id(point: Point) -> str:
     return f"{point.agent}-{point.id}"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("run", RUNS, ids=[f"run{r}" for r in RUNS])
+@pytest.mark.parametrize("run", [pytest.param(r, marks=[pytest.mark.full] if r > 1 else []) for r in RUNS], ids=_run_id)
 @pytest.mark.parametrize("point", POINTS, ids=_case_id)
 def test_crash_at_boundary(
     point: Point,

@@ -77,6 +77,47 @@ def test_recipe_passes_and_finds_the_checks_own_stuck_booking_too(
     assert "killed" not in result.message.split("(now killed)")[-1], result.message
 
 
+@pytest.mark.parametrize(
+    ("sql", "named"),
+    [
+        (
+            "SELECT id FROM sys_invocation WHERE status != 'completed'",
+            ["waits in its key's queue", "WeatherAgent invocation (another service)", "stuck for another reason"],
+        ),
+        (
+            "SELECT id FROM sys_invocation WHERE status = 'backing-off'",
+            ["stuck for another reason"],
+        ),
+        (
+            "SELECT id FROM sys_invocation WHERE status <> 'completed' AND last_failure LIKE '%booking API%'",
+            ["WeatherAgent invocation (another service)"],
+        ),
+    ],
+)
+def test_recipe_refuses_a_query_that_a_quiet_server_would_pass(
+    sql: str, named: list[str], weather: AgentProcess, stuck: Callable[..., str], ingress: Ingress, admin: Admin
+) -> None:
+    """Issue 20: these passed as "nothing else" while nothing else was unfinished; the check's decoys catch them."""
+    mine = stuck()
+    result = check.lesson_06.exercise_1.sync(ingress, admin, sql, mine)
+    _failed(result, "your query also returns invocations the check planted", *named)
+    assert "filter on all three" in result.hint
+    planted = admin.query(
+        "SELECT id FROM sys_invocation WHERE status <> 'completed' AND "
+        "(target_service_key LIKE 'check-%' OR target_service_key LIKE 'check-other-service-%')"
+    )
+    assert not planted, f"the check left its decoys unfinished: {planted}"
+
+
+def test_recipe_passes_with_the_lab_weather_agent_served_too(
+    weather: AgentProcess, stuck: Callable[..., str], ingress: Ingress, admin: Admin
+) -> None:
+    mine = stuck()
+    result = check.lesson_06.exercise_1.sync(ingress, admin, RECIPE, mine)
+    assert result.ok, result
+    assert "WeatherAgent invocation (another service)" in result.message
+
+
 def test_recipe_fails_when_it_matches_one_id_only(stuck: Callable[..., str], ingress: Ingress, admin: Admin) -> None:
     mine = stuck()
     one = f"SELECT id FROM sys_invocation WHERE id = '{mine}'"
@@ -123,6 +164,17 @@ def test_cancel_passes_when_the_first_is_cancelled(stuck: Callable[..., str], in
     _failed(check.lesson_06.exercise_2.sync(admin, second, first), "wrong order")
 
 
+def test_cancel_checked_at_once_waits_for_the_cancel_to_land(
+    stuck: Callable[..., str], ingress: Ingress, admin: Admin
+) -> None:
+    """Issue 20: admin.cancel(first) and the check at once failed with "cancel it": the cancel had not landed yet."""
+    first, second = _queue(stuck, ingress, admin)
+    observe.wait_for_retries(admin, first, 3)
+    admin.cancel(first)
+    result = check.lesson_06.exercise_2.sync(admin, first, second)
+    assert result.ok, result
+
+
 def test_cancel_fails_when_the_first_is_killed(stuck: Callable[..., str], ingress: Ingress, admin: Admin) -> None:
     first, second = _queue(stuck, ingress, admin)
     admin.kill(first)
@@ -149,10 +201,43 @@ def test_cancel_fails_when_the_second_was_sent_after_the_first_ended(
 
 
 def _paused(stuck: Callable[..., str], admin: Admin) -> tuple[str, int]:
+    """Pause a stuck booking; return its id and the retry count read just before the pause (a paused row has none)."""
     invocation_id = stuck(retries=2)
+    count = int(observe.wait_for_retries(admin, invocation_id, 2)["retry_count"])
     admin.pause(invocation_id)
-    row = observe.wait_for_status(admin, invocation_id, "paused")
-    return invocation_id, int(row.get("retry_count") or 0)
+    observe.wait_for_status(admin, invocation_id, "paused")
+    return invocation_id, count
+
+
+def test_a_paused_row_shows_no_retry_count_and_the_hint_says_where_to_read_it(
+    stuck: Callable[..., str], admin: Admin
+) -> None:
+    """Issue 20: the solution read retry_count from the paused row, got nothing, and passed 0."""
+    invocation_id, count = _paused(stuck, admin)
+    from_paused_row = int((admin.invocation(invocation_id) or {}).get("retry_count") or 0)
+    admin.resume(invocation_id)
+    observe.wait_for_retries(admin, invocation_id, count + 2)
+    if from_paused_row == 0:
+        result = check.lesson_06.exercise_3.sync(admin, invocation_id, from_paused_row)
+        _failed(result, "a retry count of 0")
+        assert "just before you pause" in result.hint
+    assert check.lesson_06.exercise_3.sync(admin, invocation_id, count).ok
+
+
+def test_resume_refuses_a_count_the_ledger_did_not_see_before_the_pause(
+    stuck: Callable[..., str], admin: Admin
+) -> None:
+    invocation_id, count = _paused(stuck, admin)
+    admin.resume(invocation_id)
+    observe.wait_for_retries(admin, invocation_id, count + 2)
+    _failed(check.lesson_06.exercise_3.sync(admin, invocation_id, count + 50), "the ledger has only")
+
+
+def test_resume_checked_at_once_waits_for_the_resume_to_land(stuck: Callable[..., str], admin: Admin) -> None:
+    invocation_id, count = _paused(stuck, admin)
+    admin.resume(invocation_id)
+    result = check.lesson_06.exercise_3.sync(admin, invocation_id, count)
+    assert result.ok, result
 
 
 def test_resume_passes_when_the_count_goes_on(stuck: Callable[..., str], admin: Admin) -> None:

@@ -6,14 +6,31 @@ and refuse the lesson's own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
-from ..agents.flaky import SERVICE_NAME, set_booking_api
+from ..agents.flaky import ATTEMPT_KIND, SERVICE_NAME, set_booking_api
 from ..clients import Admin, Ingress, RestateError
 from . import _core
-from ._core import Began, Fail, created_at, exercise, fresh_key, remaining, require, require_new, require_served, send
+from ._core import (
+    Began,
+    Fail,
+    created_at,
+    deployment_of,
+    effects_of,
+    exercise,
+    fresh_key,
+    listening,
+    remaining,
+    require,
+    require_new,
+    require_served,
+    send,
+)
 
 __all__ = ["begin", "exercise_1", "exercise_2", "exercise_3"]
 
@@ -29,17 +46,83 @@ def _sql(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _stuck_decoy(ingress: Ingress, admin: Admin) -> str:
-    """Leave a booking of the check's own stuck on the booking API; return its id once it has failed."""
+_WEATHER = "WeatherAgent"
+"""Another service of the lab with a stored session, for the decoy of another service (used when it is served)."""
+
+
+def _failed_on(admin: Admin, invocation_id: str, text: str, what: str) -> None:
+    """Wait until an invocation has failed at least once with `text` in its last failure."""
+    while True:
+        row = admin.invocation(invocation_id)
+        if row is not None and row.get("retry_count") and text in str(row.get("last_failure") or ""):
+            return
+        remaining(what)
+        time.sleep(0.2)
+
+
+def _set_session(admin: Admin, service: str, key: str, text: str | None) -> None:
+    """Store `text` as the object's ADK session (not a valid one), or clear the object's state (None)."""
+    state = {} if text is None else {"session_store::session": list(text.encode())}
+    admin._request("POST", f"/services/{service}/state", json={"object_key": key, "new_state": state})
+
+
+@dataclass
+class _Decoys:
+    """Invocations the check plants before it runs a recipe: one it must find, and ones it must not."""
+
+    stuck: str = ""
+    """A FlakyAgent booking stuck on the booking API, like the learner's: the recipe must find it."""
+    wrong: dict[str, str] = field(default_factory=dict)
+    """id -> what it is, for each invocation the recipe must not return."""
+    keys: list[tuple[str, str]] = field(default_factory=list)
+    """(service, key) whose state the check wrote, cleared afterwards."""
+
+
+def _plant(ingress: Ingress, admin: Admin) -> _Decoys:
+    """Plant the decoys: a stuck booking, a queued one, one stuck for another reason, another service's, a done one."""
+    decoys = _Decoys()
     key = fresh_key("check-recipe")
     set_booking_api(key, up=False)
-    decoy = send(ingress, SERVICE_NAME, "run", "Book a flight to Quito.", key=key)
-    while True:
-        row = admin.invocation(decoy)
-        if row is not None and row.get("retry_count") and _BOOKING in str(row.get("last_failure") or ""):
-            return decoy
-        remaining("a booking of the check's own to fail on the booking API")
+    decoys.stuck = send(ingress, SERVICE_NAME, "run", "Book a flight to Quito.", key=key)
+    queued = send(ingress, SERVICE_NAME, "run", "Book a flight to Lima.", key=key)
+    decoys.wrong[queued] = f"a {SERVICE_NAME} message that waits in its key's queue ('pending') and never failed"
+    other_reason = fresh_key("check-other-failure")
+    set_booking_api(other_reason, up=True)
+    _set_session(admin, SERVICE_NAME, other_reason, "not a session")
+    decoys.keys.append((SERVICE_NAME, other_reason))
+    broken = send(ingress, SERVICE_NAME, "run", "Book a flight to Cusco.", key=other_reason)
+    decoys.wrong[broken] = f"a {SERVICE_NAME} booking stuck for another reason (its session is broken, not the API)"
+    weather = None
+    if _WEATHER in admin.services() and listening(str(deployment_of(admin, _WEATHER).get("uri", ""))):
+        other_service = fresh_key("check-other-service")
+        _set_session(admin, _WEATHER, other_service, "the booking API is down")
+        decoys.keys.append((_WEATHER, other_service))
+        weather = send(ingress, _WEATHER, "run", "What is the weather in Quito?", key=other_service)
+        decoys.wrong[weather] = f"a {_WEATHER} invocation (another service) whose last failure mentions '{_BOOKING}'"
+    done_key = fresh_key("check-done")
+    set_booking_api(done_key, up=False)
+    done = send(ingress, SERVICE_NAME, "run", "Book a flight to Bogota.", key=done_key)
+    decoys.wrong[done] = f"a {SERVICE_NAME} booking that failed on the {_BOOKING}, then completed"
+    _failed_on(admin, decoys.stuck, _BOOKING, "a booking of the check's own to fail on the booking API")
+    _failed_on(admin, done, _BOOKING, "a booking of the check's own to fail on the booking API")
+    set_booking_api(done_key, up=True)
+    _failed_on(admin, broken, "Session", "a booking of the check's own to fail on its broken session")
+    if weather is not None:
+        _failed_on(admin, weather, _BOOKING, f"a {_WEATHER} invocation of the check's own to fail")
+    while admin.status(done) != "completed":
+        remaining("a booking of the check's own to complete")
         time.sleep(0.2)
+    return decoys
+
+
+def _clear(admin: Admin, decoys: _Decoys) -> None:
+    """Kill the decoys that are left, and clear the state the check wrote."""
+    for invocation_id in [decoys.stuck, *decoys.wrong]:
+        if invocation_id:
+            _end(admin, invocation_id)
+    for service, key in decoys.keys:
+        with contextlib.suppress(RestateError):
+            _set_session(admin, service, key, None)
 
 
 def _failed_once(admin: Admin, row: dict[str, Any], wait: float = 10.0) -> dict[str, Any]:
@@ -65,8 +148,10 @@ def _end(admin: Admin, invocation_id: str) -> None:
         time.sleep(0.1)
 
 
-def _run_recipe(admin: Admin, sql: str, stuck_invocation_id: str, decoy: str) -> tuple[list[str], list[dict[str, Any]]]:
-    """Run the learner's query while the check's own booking is stuck; return the ids and their rows."""
+def _run_recipe(
+    admin: Admin, sql: str, stuck_invocation_id: str, decoys: _Decoys
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Run the learner's query while the check's decoys are planted; return the ids and their rows."""
     try:
         rows = admin.query(sql)
     except RestateError as err:
@@ -74,15 +159,22 @@ def _run_recipe(admin: Admin, sql: str, stuck_invocation_id: str, decoy: str) ->
     require(rows, "your query returned no rows", f"query sys_invocation WHERE last_failure LIKE '%{_BOOKING}%'")
     require("id" in rows[0], f"your query's columns are {sorted(rows[0])}: select the invocation's id as `id`")
     ids = [str(r["id"]) for r in rows]
+    planted = [f"{invocation_id} ({what})" for invocation_id, what in decoys.wrong.items() if invocation_id in ids]
+    require(
+        not planted,
+        "your query also returns invocations the check planted that are not stuck bookings: " + "; ".join(planted),
+        f"a stuck booking is one of {SERVICE_NAME} (target_service_name), not completed (status), whose last "
+        f"failure mentions '{_BOOKING}' (last_failure LIKE '%{_BOOKING}%'): filter on all three",
+    )
     require(
         stuck_invocation_id in ids,
         f"your query found {len(ids)} invocation(s), not the stuck one ({stuck_invocation_id})",
         "does your WHERE match its last_failure, and its status?",
     )
     require(
-        decoy in ids,
+        decoys.stuck in ids,
         f"your query found your stuck booking, but not the one the check left stuck just before running it "
-        f"({decoy}): it must find every stuck booking, not one id",
+        f"({decoys.stuck}): it must find every stuck booking, not one id",
         f"select by what a stuck booking has in common: the service, an unfinished status, '{_BOOKING}' in "
         "last_failure (no id, no LIMIT)",
     )
@@ -118,11 +210,12 @@ def exercise_1(
         "its first retry",
     )
     require_served(admin, service)
-    decoy = _stuck_decoy(ingress, admin)
+    decoys = _Decoys()
     try:
-        ids, details = _run_recipe(admin, sql, stuck_invocation_id, decoy)
+        decoys = _plant(ingress, admin)
+        ids, details = _run_recipe(admin, sql, stuck_invocation_id, decoys)
     finally:
-        _end(admin, decoy)
+        _clear(admin, decoys)
     others = [d["id"] for d in details if d["target_service_name"] != service]
     require(not others, f"your query also returns other services' invocations: {others}", "add a WHERE on the service")
     done = [d["id"] for d in details if d["status"] == "completed"]
@@ -130,9 +223,47 @@ def exercise_1(
     unrelated = [d["id"] for d in details if _BOOKING not in str(d.get("last_failure") or "")]
     require(not unrelated, f"your query also returns invocations that did not fail on the {_BOOKING}: {unrelated}")
     return (
-        f"your recipe found {len(ids)} stuck booking(s), among them yours and one the check left stuck just before "
-        "(now killed), and nothing else"
+        f"your recipe found {len(ids)} stuck booking(s), among them yours and one the check left stuck just before, "
+        f"and none of the {len(decoys.wrong)} decoys it planted: "
+        + "; ".join(decoys.wrong.values())
+        + " (now killed)"
     )
+
+
+_LAND = 10.0
+"""Seconds a check waits for a cancel (or a resume) the learner has just sent to take effect, before it judges."""
+
+
+def _cancel_requested(admin: Admin, invocation_id: str) -> bool:
+    """Return True if the server has a cancel signal for the invocation (in its journal), not yet acted on."""
+    rows = admin.query(
+        f"SELECT entry_type FROM sys_journal WHERE id = {_sql(invocation_id)} AND entry_type = 'Notification: Signal'"
+    )
+    return bool(rows)
+
+
+def _settled(admin: Admin, row: dict[str, Any]) -> dict[str, Any]:
+    """Return the invocation's row once a cancel or kill just sent has landed (it ended), or after a short wait.
+
+    A cancel takes effect at the invocation's next attempt: a stuck booking retries about once a second, so the check
+    gives it `_LAND` seconds (within its deadline) before it judges.
+    """
+    deadline = time.monotonic() + _LAND
+    while row["status"] != "completed" and time.monotonic() < deadline:
+        remaining("the first message to end after your cancel")
+        time.sleep(0.2)
+        row = admin.invocation(row["id"]) or row
+    return row
+
+
+def _left_queue(admin: Admin, row: dict[str, Any]) -> dict[str, Any]:
+    """Return the row of a message queued behind one that just ended, once it has started (or after a short wait)."""
+    deadline = time.monotonic() + _LAND
+    while row["status"] == "pending" and time.monotonic() < deadline:
+        remaining("the second message to leave the queue")
+        time.sleep(0.2)
+        row = admin.invocation(row["id"]) or row
+    return row
 
 
 @exercise(6, 2)
@@ -141,7 +272,7 @@ def exercise_2(admin: Admin, first_id: str, second_id: str) -> str:
     require(
         first_id != second_id, "you passed the same invocation twice", "pass the first message's id, then the second's"
     )
-    first = require_new(admin, first_id, "the first message")
+    first = _settled(admin, require_new(admin, first_id, "the first message"))
     require(
         admin.invocation(second_id) is not None or first["status"] == "completed",
         f"the server has no second message {second_id}, and the first still holds the key ({first['status']!r}): "
@@ -149,6 +280,8 @@ def exercise_2(admin: Admin, first_id: str, second_id: str) -> str:
         "cancel the *first* one, the one that holds the key: admin.cancel(first_id)",
     )
     second = require_new(admin, second_id, "the second message")
+    if first["status"] == "completed" and second["status"] == "pending":
+        second = _left_queue(admin, second)
     require(
         first["target_service_name"] == second["target_service_name"] == SERVICE_NAME,
         f"the two messages went to {first['target_service_name']} and {second['target_service_name']}, "
@@ -167,8 +300,13 @@ def exercise_2(admin: Admin, first_id: str, second_id: str) -> str:
     failure = str(first.get("completion_failure") or "")
     require(
         first["status"] == "completed",
-        f"the first message is {first['status']!r}: it still holds the key",
-        "cancel it: admin.cancel(first_id)",
+        f"the first message is {first['status']!r} {_LAND:g} s after the check started: it still holds the key"
+        + (
+            " (the server has your cancel, but the invocation has not acted on it yet)"
+            if _cancel_requested(admin, first_id)
+            else ", and the server has no cancel for it"
+        ),
+        "cancel it: admin.cancel(first_id), then run the check again",
     )
     require(
         "cancel" in failure,
@@ -205,6 +343,10 @@ def _events(admin: Admin, invocation_id: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _epoch(stamp: str) -> float:
+    return created_at(stamp).replace(tzinfo=UTC).timestamp()
+
+
 @exercise(6, 3)
 def exercise_3(admin: Admin, invocation_id: str, retry_count_at_pause: int) -> str:
     """A stuck invocation you paused and resumed without a fix: it retries (and fails) again, the count goes on."""
@@ -213,8 +355,11 @@ def exercise_3(admin: Admin, invocation_id: str, retry_count_at_pause: int) -> s
         isinstance(retry_count_at_pause, int) and retry_count_at_pause >= 1,
         f"you passed a retry count of {retry_count_at_pause!r} at the pause: a stuck invocation has retried at least "
         "once by then",
-        "read it once it is paused: admin.invocation(id)['retry_count']",
+        "read it just before you pause: admin.invocation(id)['retry_count']. Once paused, its row shows no retry "
+        "count (the server counts retries only while it retries); the ledger's booking attempts count them too",
     )
+    if row["status"] == "paused":
+        row = _settled_resume(admin, row)
     require(
         row["status"] != "completed",
         f"it completed ({row.get('completion_failure') or 'success'}): leave the booking API down for this exercise",
@@ -231,13 +376,52 @@ def exercise_3(admin: Admin, invocation_id: str, retry_count_at_pause: int) -> s
         f"it was never paused: it is {row['status']!r} with {row.get('retry_count')} attempts",
         "admin.pause(invocation_id), note its retry_count, then admin.resume(invocation_id)",
     )
+    paused_at = _epoch(paused[0]["appended_at"])
+    row = _went_on(admin, row, retry_count_at_pause)
+    attempts = effects_of(ATTEMPT_KIND, invocation_id=invocation_id)
+    before = sum(1 for a in attempts if a.at <= paused_at)
+    after = sum(1 for a in attempts if a.at > paused_at)
+    if attempts:
+        require(
+            retry_count_at_pause <= before,
+            f"you passed a retry count of {retry_count_at_pause} at the pause, but the ledger has only {before} "
+            "booking attempt(s) of it before it was paused",
+            "pass the retry_count you read just before you paused it",
+        )
+        require(
+            after >= 1,
+            "it has not tried the booking API again since you paused it (no booking attempt in the ledger after the "
+            "pause)",
+            "admin.resume(invocation_id), then wait a few seconds: it retries about once a second",
+        )
     count = int(row.get("retry_count") or 0)
     require(
         count > retry_count_at_pause,
         f"its retry count is {count}, not more than the {retry_count_at_pause} it had when you paused it",
         "wait a few seconds after resume: it retries about once a second",
     )
+    seen = f" (the ledger: {before} booking attempts before the pause, {after} after)" if attempts else ""
     return (
         f"paused, then resumed without a fix, it is {row['status']!r} again: {count} attempts, up from "
-        f"{retry_count_at_pause}"
+        f"{retry_count_at_pause}{seen}"
     )
+
+
+def _went_on(admin: Admin, row: dict[str, Any], noted: int) -> dict[str, Any]:
+    """Return the row once its retry count has gone past `noted` after a resume (or after a short wait)."""
+    deadline = time.monotonic() + _LAND
+    while int(row.get("retry_count") or 0) <= noted and row["status"] != "completed" and time.monotonic() < deadline:
+        remaining("the invocation to retry again after your resume")
+        time.sleep(0.2)
+        row = admin.invocation(row["id"]) or row
+    return row
+
+
+def _settled_resume(admin: Admin, row: dict[str, Any]) -> dict[str, Any]:
+    """Return the row once a resume just sent has landed (it is no longer paused), or after a short wait."""
+    deadline = time.monotonic() + 2.0
+    while row["status"] == "paused" and time.monotonic() < deadline:
+        remaining("the invocation to leave 'paused' after your resume")
+        time.sleep(0.2)
+        row = admin.invocation(row["id"]) or row
+    return row

@@ -24,6 +24,8 @@ test or a lesson stop a process at an exact place and kill it there.
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import re
 import time
 from collections.abc import Callable
@@ -63,6 +65,7 @@ __all__ = [
     "invocation_tree",
     "lookups",
     "model_call_audit",
+    "model_turns",
     "pipeline_service",
     "research_service",
     "review_service",
@@ -241,10 +244,17 @@ class Answer(BaseModel):
     answer: str
 
 
-_desk_runner = Runner(
-    app=App(name="desk", root_agent=desk_agent(), plugins=[RestatePlugin()]),
-    session_service=RestateSessionService(),
-)
+_desk_root = desk_agent()
+
+
+@functools.cache
+def _desk_runner() -> Runner:
+    """Build the desk's runner on first use (ADK logs a context-cache warning when a transferring app is built)."""
+    return Runner(
+        app=App(name="desk", root_agent=_desk_root, plugins=[RestatePlugin()]),
+        session_service=RestateSessionService(),
+    )
+
 
 desk_service = restate.VirtualObject("HelpDesk")
 
@@ -253,7 +263,7 @@ desk_service = restate.VirtualObject("HelpDesk")
 async def ask(ctx: restate.ObjectContext, message: str) -> Answer:
     """Answer one message of the customer whose session is this object's key; say which agent answered."""
     text = require_message(message)
-    author, answer = await _run_agent(_desk_runner, user_id=ctx.key(), session_id="desk", text=text)
+    author, answer = await _run_agent(_desk_runner(), user_id=ctx.key(), session_id="desk", text=text)
     return Answer(agent=author, answer=answer)
 
 
@@ -605,6 +615,10 @@ class Journals(Protocol):
         """Return an invocation's `run` steps, in order."""
         ...
 
+    def journal(self, invocation_id: str) -> list[dict[str, Any]]:
+        """Return an invocation's journal entries, in order."""
+        ...
+
 
 def invocation_tree(admin: Journals, invocation_id: str) -> list[dict[str, str]]:
     """Return the invocation and every invocation it called (and they called), each as {id, service, handler}."""
@@ -643,3 +657,37 @@ def model_call_audit(admin: Journals, invocation_id: str) -> list[dict[str, Any]
             }
         )
     return rows
+
+
+def _payload(entry_json: str | None) -> Any:
+    """Decode a journaled run's result (JSON bytes, as the server lists them), or None."""
+    try:
+        completion = json.loads(entry_json or "{}")["Notification"]["Completion"]["Run"]
+        return json.loads(bytes(completion["result"]["Success"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def model_turns(admin: Journals, invocation_id: str) -> list[str]:
+    """Return what each journaled model call answered, in order: the tool calls it asked for, or its text."""
+    answers: list[str] = []
+    rows = admin.journal(invocation_id)
+    names = {
+        json.loads(r["entry_json"])["Command"]["Run"]["completion_id"]: r["name"]
+        for r in rows
+        if r["entry_type"] == "Command: Run" and r["entry_json"]
+    }
+    for row in rows:
+        if row["entry_type"] != "Notification: Run" or not row["entry_json"]:
+            continue
+        completion = json.loads(row["entry_json"])["Notification"]["Completion"]["Run"]["completion_id"]
+        response = _payload(row["entry_json"])
+        if names.get(completion) != "call LLM" or not isinstance(response, dict):
+            continue
+        parts = (response.get("content") or {}).get("parts") or []
+        calls = [p["function_call"] for p in parts if p.get("function_call")]
+        if calls:
+            answers.append(", ".join(f"{c['name']}({json.dumps(c.get('args') or {})})" for c in calls))
+        else:
+            answers.append("".join(p.get("text") or "" for p in parts))
+    return answers

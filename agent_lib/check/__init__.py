@@ -21,7 +21,18 @@ import re
 import pandas as pd
 
 from .. import progress as _progress
-from . import lesson_01, lesson_02, lesson_03, lesson_04, lesson_05, lesson_06, lesson_07, lesson_08, lesson_09
+from . import (
+    lesson_01,
+    lesson_02,
+    lesson_03,
+    lesson_04,
+    lesson_05,
+    lesson_06,
+    lesson_07,
+    lesson_08,
+    lesson_09,
+    lesson_10,
+)
 from ._core import Began, Check, CheckResult, Fail
 
 __all__ = [
@@ -38,6 +49,7 @@ __all__ = [
     "lesson_07",
     "lesson_08",
     "lesson_09",
+    "lesson_10",
     "exercises",
     "progress",
 ]
@@ -46,7 +58,8 @@ __all__ = [
 def exercises() -> dict[int, set[int]]:
     """Return {lesson: the numbers of its exercise checks}."""
     found: dict[int, set[int]] = {}
-    for module in (lesson_01, lesson_02, lesson_03, lesson_04, lesson_05, lesson_06, lesson_07, lesson_08, lesson_09):
+    lessons = (lesson_01, lesson_02, lesson_03, lesson_04, lesson_05, lesson_06, lesson_07, lesson_08, lesson_09)
+    for module in (*lessons, lesson_10):
         lesson = int(module.__name__.rsplit("_", 1)[1])
         names = [a for a in dir(module) if re.fullmatch(r"exercise_\d+", a)]
         found[lesson] = {int(a.split("_")[1]) for a in names if isinstance(getattr(module, a), Check)}

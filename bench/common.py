@@ -46,7 +46,17 @@ def machine() -> dict[str, Any]:
         "restate_server": pinned_version(),
         "packages": versions,
         "load_average": list(os.getloadavg()),
+        "bytecode": _bytecode(),
     }
+
+
+def _bytecode() -> str:
+    """Say whether the packages were compiled at install, and whether Python may write what is missing."""
+    from bench.bytecode import bytecode_present
+
+    present = "compiled at install" if bytecode_present() else "NOT compiled at install (run `make sync`)"
+    written = "not written" if os.environ.get("PYTHONDONTWRITEBYTECODE") else "written"
+    return f"{present}; new .pyc {written} (PYTHONDONTWRITEBYTECODE)"
 
 
 def summary(seconds: Sequence[float]) -> dict[str, float]:

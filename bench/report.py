@@ -30,6 +30,7 @@ def machine_line(m: dict[str, Any]) -> str:
         f"{m['cores']} cores ({m['cpu']}), Python {m['python']}, restate-server {m['restate_server']}, "
         f"restate-sdk {p['restate-sdk']}, google-adk {p['google-adk']}, hypercorn {p['hypercorn']}; "
         f"load average at the start {load}{warning}{load_end}"
+        + (f"; bytecode: {m['bytecode']}" if m.get("bytecode") else "")
     )
 
 

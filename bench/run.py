@@ -124,6 +124,7 @@ def run(figures: list[str], size: str) -> dict[str, Any]:
     sizes = SIZES[size]
     results: dict[str, Any] = {"machine": machine(), "size": size, "sizes": sizes, "started": time.time()}
     results["machine"].update(check_load(results["machine"]["cores"]))
+    _log(f"bytecode: {results['machine']['bytecode']}")
     with private_server() as bench, contextlib.ExitStack() as stack:
         results["server"] = {"settings": "agent_lib.server.server_env (4 partitions, 512 MiB rocksdb)"}
         procs: dict[str, AgentProcess] = {}

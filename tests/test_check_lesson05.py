@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from agent_lib.agents._common import final_text, user_message
 from agent_lib.agents.specialists import SPECIALISTS, check_gate, evaluate, require_claim, sample_claim, seconds_env
 from agent_lib.check import CheckResult, _core
 from agent_lib.check._core import Began
-from agent_lib.clients import Admin, Ingress
+from agent_lib.clients import Admin, Ingress, RestateError
 from agent_lib.models import Call, Reply, Turn, default_model
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
@@ -253,6 +254,9 @@ def test_crash_check_fails_until_the_specialists_restart_then_passes(
     ingress.attach(triage)
     result = check.lesson_05.exercise_3.sync(ingress, admin, triage, claim)
     assert result.ok, result
+    new_process = result.message.split("in the new process: ", 1)[1].split(" (", 1)[0]
+    assert "fraud" in new_process, "the fraud check, held at its gate at the kill, finished in the new process"
+    assert "none ran twice" in result.message, "the steps of the exercise run no check twice, and the check says so"
     _failed(check.lesson_05.exercise_3.sync(ingress, admin, triage, sample_claim()), "not the one this triage checked")
     begin(admin)
     _failed(check.lesson_05.exercise_3.sync(ingress, admin, triage, claim), "before you began the exercises")
@@ -269,3 +273,45 @@ def test_crash_check_fails_when_the_orchestrator_was_killed_instead(
     ingress.attach(triage)
     result = check.lesson_05.exercise_3.sync(ingress, admin, triage, claim)
     _failed(result, "model calls all came from one process", "killing the triage's process")
+
+
+def test_crash_check_names_the_gate_that_still_holds_the_fraud_check(
+    lab: Lab, ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(_core._began, 5, begin(admin))
+    claim, triage = _held_triage(lab, ingress)
+    started = time.monotonic()
+    try:
+        result = check.lesson_05.exercise_3.sync(ingress, admin, triage, claim)
+    finally:
+        check_gate("fraud").open()
+    assert time.monotonic() - started < 15, "a triage held at a gate is judged at once"
+    _failed(result, "still held at its gate")
+    assert "gate.open()" in result.hint and "attach" not in result.hint
+    ingress.attach(triage)
+
+
+def test_crash_check_names_a_paused_invocation_and_how_to_resume_it(
+    lab: Lab, ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A learner who waits ~30 s between kill() and start() finds the fraud agent paused: the check says so."""
+    monkeypatch.setitem(_core._began, 5, begin(admin))
+    claim, triage = _held_triage(lab, ingress)
+    lab.specialists.kill()
+    fraud = admin.query(
+        f"SELECT id FROM sys_invocation WHERE invoked_by_id = '{triage}' AND target_service_name = 'FraudAgent'"
+    )[0]["id"]
+    deadline = time.monotonic() + 30
+    while admin.status(fraud) != "paused":
+        assert time.monotonic() < deadline, f"the fraud agent's invocation is {admin.status(fraud)}, not paused"
+        if admin.status(fraud) != "paused":
+            with contextlib.suppress(RestateError):
+                admin.pause(fraud)
+        time.sleep(0.3)
+    lab.specialists.start()
+    result = check.lesson_05.exercise_3.sync(ingress, admin, triage, claim)
+    _failed(result, f"FraudAgent {fraud} is paused")
+    assert f"admin.resume({fraud!r})" in result.hint
+    admin.resume(fraud)
+    result = check.lesson_05.exercise_3.sync(ingress, admin, triage, claim)  # no attach first: the check waits
+    assert result.ok, result

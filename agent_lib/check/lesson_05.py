@@ -6,6 +6,7 @@ deployments made after it, and refuse the lesson's own.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC
 from typing import Any
 
@@ -14,6 +15,7 @@ from ..agents.specialists import (
     CheckTime,
     Verdict,
     all_overlap,
+    check_gate,
     check_times,
     checks_run,
     evaluate,
@@ -39,7 +41,9 @@ from ._core import (
     require,
     require_new,
     require_new_deployment,
+    require_not_stuck,
     require_served,
+    wait_until,
 )
 
 __all__ = ["begin", "exercise_1", "exercise_2", "exercise_3"]
@@ -226,6 +230,55 @@ def exercise_2(ingress: Ingress, admin: Admin, service: str = "ConsultingAgent",
     )
 
 
+_SETTLE = 25.0
+"""Seconds exercise 3's check waits for a triage that has not finished yet (a restarted process resumes it)."""
+
+
+def _held_at_gate(claim_id: str) -> bool:
+    """Return True if a live process waits at the fraud check's gate for this claim."""
+    gate = check_gate("fraud")
+    report = gate.reached
+    if not report or report.get("claim_id") != claim_id or (gate.directory / f"{gate.name}.open").exists():
+        return False
+    try:
+        os.kill(int(report.get("pid", 0)), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _why_unfinished(admin: Admin, row: dict[str, Any], claim_id: str) -> None:
+    """Fail, naming what an unfinished triage waits on, when it cannot finish by itself; return if it may yet."""
+    stopped = _stopped_specialist(admin, row)
+    require(
+        not stopped,
+        f"the triage is {row['status']!r}, not finished: the specialists' process is stopped "
+        f"(nothing serves {stopped})",
+        "start the specialists' process again (specialists.start()), then run the check again",
+    )
+    waiting = [row] + admin.query(
+        "SELECT id, target_service_name, status FROM sys_invocation "
+        f"WHERE invoked_by_id = {_sql(row['id'])} AND status != 'completed'"
+    )
+    paused = [w for w in waiting if w["status"] == "paused"]
+    require(
+        not paused,
+        "the triage cannot finish: "
+        + ", ".join(f"{w.get('target_service_name', 'ClaimTriage')} {w['id']}" for w in paused)
+        + " is paused (the lesson's retry policy pauses an invocation after about 30 s of failed attempts, e.g. "
+        "while its process was down)",
+        "with the processes running again, resume it: "
+        + "; ".join(f"admin.resume({w['id']!r})" for w in paused)
+        + "; then run the check again",
+    )
+    require_not_stuck(admin, str(row["id"]), "the triage")
+    require(
+        not _held_at_gate(claim_id),
+        f"the triage is {row['status']!r}: the fraud check of claim {claim_id!r} is still held at its gate",
+        "kill the specialists' process and start it again (the exercise's steps), or open the gate: gate.open()",
+    )
+
+
 def _stopped_specialist(admin: Admin, row: dict[str, Any]) -> str:
     """Return the specialist an unfinished triage waits for whose process is stopped, or ""."""
     children = admin.query(
@@ -258,18 +311,24 @@ def exercise_3(
         'pass the id of the triage you sent: ingress.send("ClaimTriage", "triage", claim).invocation_id',
     )
     if row["status"] != "completed":
-        stopped = _stopped_specialist(admin, row)
-        require(
-            not stopped,
-            f"the triage is {row['status']!r}, not finished: the specialists' process is stopped "
-            f"(nothing serves {stopped})",
-            "start the specialists' process again (specialists.start()), then wait for the triage (ingress.attach)",
-        )
-        require(
-            False,
-            f"the triage is {row['status']!r}, not finished yet",
-            "wait for it (ingress.attach(id)); is a check still held at its gate? open it (gate.open())",
-        )
+        claim_id = str((claim or {}).get("claim_id", ""))
+
+        def finished() -> bool:
+            now = admin.invocation(triage_invocation_id) or row
+            if now["status"] == "completed":
+                return True
+            _why_unfinished(admin, now, claim_id)
+            return False
+
+        try:
+            wait_until(finished, f"the triage {triage_invocation_id} to finish", timeout=_SETTLE)
+        except TimeoutError:
+            status = admin.status(triage_invocation_id)
+            raise _core.Fail(
+                f"the triage is still {status!r} after {_SETTLE:g} s",
+                "look at it in the Restate UI: its journal shows which call it waits on, and that call's invocation "
+                "why; specialists.log_tail() shows the specialists' errors",
+            ) from None
     row = completed(admin, triage_invocation_id, success=True)
     report = output(ingress, triage_invocation_id)
     if claim is not None:
@@ -309,8 +368,16 @@ def exercise_3(
         same = ", as the rules give"
     counts = checks_run(report["claim_id"], ledger)
     twice = [s for s, n in counts.items() if n > 1]
+    killed = min(calls, key=lambda e: e.at).pid
+    where: dict[str, list[str]] = {"before the kill": [], "in the new process": []}
+    for effect in effects_of("specialist_check", ledger=ledger):
+        if effect.detail.get("claim_id") == report["claim_id"]:
+            when = "before the kill" if effect.pid == killed else "in the new process"
+            where[when].append(str(effect.detail.get("specialist")))
+    ran = "; ".join(f"{when}: {', '.join(sorted(names)) or 'none'}" for when, names in where.items())
     return (
-        f"decision {report['decision']['outcome']!r}{same}; checks run: {counts} "
-        f"({'ran twice: ' + ', '.join(twice) if twice else 'none ran twice'}); the fraud agent's model calls came "
-        f"from {len(pids)} processes, and none of its {journaled} journaled calls was made again"
+        f"decision {report['decision']['outcome']!r}{same}; checks finished {ran} "
+        f"({'ran twice: ' + ', '.join(twice) if twice else 'none ran twice'}: a finished check's result is in the "
+        "journal, and a check killed before it finished ran again from its start); the fraud agent's model calls "
+        f"came from {len(pids)} processes, and none of its {journaled} journaled calls was made again"
     )

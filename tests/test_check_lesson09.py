@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from agent_lib import check, observe
 from agent_lib.agents.capstone import APPROVALS, DESK, TARGETS, claim_id
 from agent_lib.check import CheckResult
 from agent_lib.check._core import Began, wait_until
-from agent_lib.clients import Admin, Ingress
+from agent_lib.clients import Admin, Ingress, RestateError
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
 
@@ -144,3 +145,26 @@ def test_a_stopped_desk_is_named(desk: AgentProcess, ingress: Ingress, admin: Ad
         desk.start()
     _failed(result, "nothing listens at")
     assert "desk.start()" in result.hint
+
+
+def test_a_paused_turn_is_named_with_how_to_resume_it(desk: AgentProcess, ingress: Ingress, admin: Admin) -> None:
+    """A learner who waits ~30 s between desk.kill() and desk.start() finds the turn paused: the check says so."""
+    begin(admin)
+    conversation = f"chen-{uuid.uuid4().hex[:6]}"
+    desk.kill()
+    try:
+        turn = ingress.send(DESK, "run", CHEN, key=conversation).invocation_id
+
+        def paused() -> bool:
+            with contextlib.suppress(RestateError):
+                admin.pause(turn)
+            return admin.status(turn) == "paused"
+
+        wait_until(paused, f"the turn {turn} to be paused", timeout=30)
+    finally:
+        desk.start()
+    result = check.lesson_09.exercise_3.sync(ingress, admin, conversation, claim_id(conversation), REASON)
+    _failed(result, f"CapstoneClaimDesk {turn} is paused")
+    assert f"admin.resume({turn!r})" in result.hint
+    admin.resume(turn)
+    ingress.attach(turn)

@@ -28,8 +28,27 @@ def _sql(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _require_none_paused(admin: Admin, targets: dict[str, str]) -> None:
+    """Fail if an invocation of these {service: key} is paused: it waits for a resume, not for time."""
+    where = " OR ".join(
+        f"(target_service_name = {_sql(service)} AND target_service_key = {_sql(key)})"
+        for service, key in targets.items()
+    )
+    paused = admin.query(f"SELECT id, target_service_name FROM sys_invocation WHERE status = 'paused' AND ({where})")
+    require(
+        not paused,
+        ", ".join(f"{r['target_service_name']} {r['id']}" for r in paused)
+        + " is paused: the lesson's retry policy pauses an invocation after about 30 s of failed attempts (e.g. "
+        "while desk was killed and not started again), and a paused invocation waits for you",
+        "with desk running, resume it: "
+        + "; ".join(f"admin.resume({r['id']!r})" for r in paused)
+        + "; wait for the turn (await ingress.aattach(turn_id)), then run the check again",
+    )
+
+
 def _claims(ingress: Ingress, admin: Admin, desk: str, conversation: str) -> dict[str, dict[str, Any]]:
     require_served(admin, desk, "the capstone's process is stopped: start it again (desk.start())")
+    _require_none_paused(admin, {desk: conversation})
     _, claims = call(ingress, desk, "claims", key=conversation)
     require(
         claims,
@@ -167,6 +186,7 @@ def exercise_3(
     ledger: Ledger | None = None,
 ) -> str:
     """A large claim rejected, with a reason, after the desk's process was killed while it waited."""
+    _require_none_paused(admin, {agent: claim})
     claims = _claims(ingress, admin, desk, conversation)
     require(claim in claims, f"the conversation has no claim {claim!r}: it has {sorted(claims)}")
     record = claims[claim]

@@ -28,10 +28,10 @@ from agent_lib.agents.orchestration import (
     caught_gate,
     coordinator_script,
     editor_script,
-    help_desk_script,
     hook_counts,
     make_watched_agent,
     model_attempts,
+    order_desk_script,
     plan_questions,
     plan_research,
     planner_script,
@@ -57,7 +57,7 @@ TARGETS = [
     "agent_lib.agents.orchestration:researcher_service",
     "agent_lib.agents.orchestration:editor_service",
     "agent_lib.agents.orchestration:publish_workflow",
-    "agent_lib.agents.orchestration:help_desk",
+    "agent_lib.agents.orchestration:order_desk",
     "agent_lib.agents.orchestration:watched_service",
     "agent_lib.agents.orchestration:budgeted_service",
 ]
@@ -108,9 +108,9 @@ def test_the_coordinator_approves_only_two_passes() -> None:
 
 
 def test_the_help_desk_and_the_watched_scripts() -> None:
-    assert help_desk_script(_turn("Where is A-1001?")) == [Call("find_order", {"order_id": "A-1001"})]
-    assert help_desk_script(_turn("Track P-9")) == [Call("track_parcel", {"parcel_id": "P-9"})]
-    assert "could not find" in str(help_desk_script(_turn("Track P-9", ToolResult("track_parcel", {"error": "no"}))))
+    assert order_desk_script(_turn("Where is A-1001?")) == [Call("find_order", {"order_id": "A-1001"})]
+    assert order_desk_script(_turn("Track P-9")) == [Call("track_parcel", {"parcel_id": "P-9"})]
+    assert "could not find" in str(order_desk_script(_turn("Track P-9", ToolResult("track_parcel", {"error": "no"}))))
     assert watched_script(_turn("tick 2 times")) == [Call("tick", {"n": 1})]
     assert watched_script(_turn("tick 1 time", ToolResult("tick", {"result": "tick 1"}))) == "Ticked 1 times."
 
@@ -246,7 +246,7 @@ def test_run_options_retry_the_model_call_then_succeed(
     ingress: Ingress, admin: Admin, ledger: Ledger, agents: AgentProcess, key: str
 ) -> None:
     set_model_faults(key, 2)
-    sent = ingress.send("HelpDesk", "ask", "Where is A-1001?", key=key)
+    sent = ingress.send("OrderDesk", "ask", "Where is A-1001?", key=key)
     assert "shipped on Monday" in ingress.attach(sent.invocation_id)
     assert model_attempts(sent.invocation_id, ledger) == 4
     assert admin.steps(sent.invocation_id) == ["call LLM", "Find order", "call LLM", "store session"]
@@ -256,7 +256,7 @@ def test_run_options_max_attempts_ends_the_turn_and_ask_answers_cleanly(
     ingress: Ingress, admin: Admin, ledger: Ledger, agents: AgentProcess, key: str
 ) -> None:
     set_model_faults(key, 5)
-    sent = ingress.send("HelpDesk", "ask", "Where is A-1001?", key=key)
+    sent = ingress.send("OrderDesk", "ask", "Where is A-1001?", key=key)
     answer = ingress.attach(sent.invocation_id)
     assert answer.startswith(SORRY) and "429" in answer
     time.sleep(1.5)
@@ -267,10 +267,10 @@ def test_a_tool_s_terminal_error_reaches_the_caller_or_the_model(
     ingress: Ingress, admin: Admin, ledger: Ledger, agents: AgentProcess, key: str
 ) -> None:
     with pytest.raises(RestateError, match="there is no order A-9") as err:
-        ingress.call("HelpDesk", "ask_unguarded", "Where is A-9?", key=key)
+        ingress.call("OrderDesk", "ask_unguarded", "Where is A-9?", key=key)
     assert err.value.status == 404
-    assert ingress.call("HelpDesk", "ask", "Where is A-9?", key=key) == f"{SORRY}: there is no order A-9."
-    answer = ingress.call("HelpDesk", "ask", "Track P-9", key=key)
+    assert ingress.call("OrderDesk", "ask", "Where is A-9?", key=key) == f"{SORRY}: there is no order A-9."
+    answer = ingress.call("OrderDesk", "ask", "Track P-9", key=key)
     assert "there is no parcel P-9" in answer and not answer.startswith(SORRY)
 
 
@@ -278,7 +278,7 @@ def test_a_caught_terminal_error_is_journaled_not_run_again_after_a_kill(
     ingress: Ingress, admin: Admin, ledger: Ledger, agents: AgentProcess, key: str
 ) -> None:
     gate = caught_gate(key).arm()
-    sent = ingress.send("HelpDesk", "ask", "Where is A-404?", key=key)
+    sent = ingress.send("OrderDesk", "ask", "Where is A-404?", key=key)
     gate.wait_reached(timeout=60, alive=lambda: agents.running)
     agents.kill()
     agents.start()
@@ -365,12 +365,12 @@ def test_run_options_bound_gemini_s_own_retries_on_the_stub(
     restate_server: RestateServer, _kit_data: Path, ingress: Ingress, ledger: Ledger, key: str
 ) -> None:
     with GeminiStub() as stub:
-        target = "agent_lib.agents.orchestration:help_desk"
+        target = "agent_lib.agents.orchestration:order_desk"
         proc = AgentProcess(target, env=stub.env(), admin=Admin(restate_server.admin_url), name="test-desk-gemini")
         with proc:
             stub.fault("quota", times=5, retry_delay=1)
             since = time.time()
-            sent = ingress.send("HelpDesk", "ask", "Where is A-1001?", key=key)
+            sent = ingress.send("OrderDesk", "ask", "Where is A-1001?", key=key)
             answer = ingress.attach(sent.invocation_id)
             time.sleep(1.5)
             requests = stub.requests(since)
@@ -395,9 +395,9 @@ def test_plan_research_keeps_at_most_four_questions() -> None:
 def test_except_terminal_error_misses_a_model_call_s_failure_adk_wraps_it(
     ingress: Ingress, ledger: Ledger, agents: AgentProcess, key: str
 ) -> None:
-    assert ingress.call("HelpDesk", "ask_tour_style", "Where is A-9?", key=key) == f"{SORRY}: there is no order A-9."
+    assert ingress.call("OrderDesk", "ask_tour_style", "Where is A-9?", key=key) == f"{SORRY}: there is no order A-9."
     set_model_faults(key, 5)
-    sent = ingress.send("HelpDesk", "ask_tour_style", "Where is A-1001?", key=key)
+    sent = ingress.send("OrderDesk", "ask_tour_style", "Where is A-1001?", key=key)
     with pytest.raises(
         RestateError, match="Error in plugin 'restate_plugin' during 'before_model_callback'|429"
     ) as err:

@@ -27,7 +27,7 @@ FINISHED = [
     "agent_lib.agents.orchestration:editor_service",
     "agent_lib.agents.orchestration:publish_workflow",
     "agent_lib.agents.orchestration:coordinator_service",
-    "agent_lib.agents.orchestration:help_desk",
+    "agent_lib.agents.orchestration:order_desk",
     "agent_lib.agents.patterns:desk_service",
     "agent_lib.agents.patterns:agent_tool_service",
     "agent_lib.agents.patterns:research_service",

@@ -2,13 +2,13 @@
 
 The durable versions of four patterns of Restate's ADK tour, and what the plugin changes in ADK:
 
-- `ReportOrchestrator` (service): a planner agent plans research questions, one `Researcher` agent
+- `ReportOrchestrator` (service): a planner agent plans research questions, one `ReportResearcher` agent
   invocation per question runs in parallel (`restate.gather`), a writer agent merges the findings.
 - `EditorAgent` (virtual object): an agent whose `publish` tool runs the `PublishReport` workflow
   (`ctx.workflow_call`) and gets its result durably.
 - `ClaimCoordinator` (virtual object): an agent whose tools call the claims specialists of lesson 05,
   served in another process, by name only (`ctx.generic_call`): remote agents.
-- `HelpDesk` (virtual object): model calls retried by `RestatePlugin(run_options=...)`, a tool's
+- `OrderDesk` (virtual object): model calls retried by `RestatePlugin(run_options=...)`, a tool's
   TerminalError, and the handler that catches it to answer cleanly (`ask`) or lets it through (`ask_unguarded`).
 - `WatchedAgent` / `BudgetedAgent` (virtual objects): which ADK callbacks fire under the plugin, and a
   plugin that makes `RunConfig(max_llm_calls=...)` hold again.
@@ -69,7 +69,7 @@ __all__ = [
     "caught_gate",
     "coordinator_service",
     "editor_service",
-    "help_desk_service",
+    "order_desk_service",
     "hook_counts",
     "make_watched_agent",
     "model_attempts",
@@ -99,14 +99,14 @@ MODEL_RUN_OPTIONS: restate.RunOptions[Any] = restate.RunOptions(
     max_retry_interval=timedelta(seconds=gemini.BACKOFF_MAX_SECONDS),
     retry_interval_factor=2.0,
 )
-"""How `HelpDesk` retries a failed model call: 3 attempts in all, then a TerminalError.
+"""How `OrderDesk` retries a failed model call: 3 attempts in all, then a TerminalError.
 
 The delay between attempts is agent_lib.gemini's: a fault it knows (429, 5xx, timeout) carries its own delay as a
 RetryableError, which overrides these intervals; any other exception waits 2 s, 4 s ... 60 s, the same backoff.
 """
 
 SORRY = "Sorry, I cannot answer that right now"
-"""How `HelpDesk.ask` starts its answer when the turn failed with a TerminalError."""
+"""How `OrderDesk.ask` starts its answer when the turn failed with a TerminalError."""
 
 BUDGET_LIMIT = 2
 """`RunConfig(max_llm_calls=...)` of `WatchedAgent` and `BudgetedAgent`."""
@@ -251,14 +251,14 @@ async def look_up(question: str, tool_context: ToolContext) -> str:
 
 
 researcher_agent = Agent(
-    model=default_model(researcher_script, name="researcher"),
-    name="researcher",
+    model=default_model(researcher_script, name="report_researcher"),
+    name="report_researcher",
     instruction="You answer one research question. Call look_up once, then report what the notes say in one line.",
     tools=[look_up],
 )
-_researcher, _researcher_sessions = _service_runner("researcher", researcher_agent)
+_researcher, _researcher_sessions = _service_runner("report_researcher", researcher_agent)
 
-researcher_service = restate.Service("Researcher")
+researcher_service = restate.Service("ReportResearcher")
 
 
 @researcher_service.handler(input_serde=JSON_INPUT, invocation_retry_policy=LESSON_RETRY_POLICY)
@@ -267,7 +267,9 @@ async def research(ctx: restate.Context, task: dict[str, Any]) -> dict[str, Any]
     require_json(task)
     if not isinstance(task, dict) or not isinstance(task.get("question"), str) or not task["question"].strip():
         raise restate.TerminalError('send {"report_id": ..., "index": 0, "question": "..."}', status_code=400)
-    note, _, responses = await _once(_researcher, _researcher_sessions, "researcher", task["question"], task=task)
+    note, _, responses = await _once(
+        _researcher, _researcher_sessions, "report_researcher", task["question"], task=task
+    )
     finding = str(responses.get("look_up", {}).get("result", "")) or note
     return {"index": int(task.get("index", 0)), "question": task["question"], "finding": finding}
 
@@ -539,7 +541,7 @@ ORDERS = {"A-1001": "shipped on Monday, parcel P-77", "A-1002": "being packed"}
 PARCELS = {"P-77": "out for delivery"}
 
 
-def help_desk_script(turn: Turn) -> Reply:
+def order_desk_script(turn: Turn) -> Reply:
     """The offline help desk: look up the order or parcel named, then answer with what the tool said."""
     if turn.results:
         result = turn.results[-1]
@@ -588,7 +590,7 @@ async def track_parcel(parcel_id: str) -> dict[str, str]:
 
 
 def caught_gate(key: str) -> Gate:
-    """Return the gate `HelpDesk.ask` reaches after it caught a TerminalError, for session `key`."""
+    """Return the gate `OrderDesk.ask` reaches after it caught a TerminalError, for session `key`."""
     return Gate(f"orchestration.caught.{_safe(key)}")
 
 
@@ -604,15 +606,15 @@ def terminal_cause(err: BaseException) -> restate.TerminalError | None:
     return None
 
 
-def help_desk_service(
-    name: str = "HelpDesk", *, run_options: restate.RunOptions[Any] | None = MODEL_RUN_OPTIONS
+def order_desk_service(
+    name: str = "OrderDesk", *, run_options: restate.RunOptions[Any] | None = MODEL_RUN_OPTIONS
 ) -> restate.VirtualObject:
     """Build a help desk agent service: `ask` answers cleanly on a TerminalError, `ask_unguarded` lets it through.
 
     Its model fails as `set_model_faults` says; `run_options` goes to RestatePlugin (None: the SDK's default).
     """
-    agent_name = "help_desk"
-    inner = default_model(help_desk_script, name=agent_name)
+    agent_name = "order_desk"
+    inner = default_model(order_desk_script, name=agent_name)
     agent = Agent(
         model=FlakyModel(model=f"flaky-{inner.model}", inner=inner),
         name=agent_name,
@@ -624,7 +626,7 @@ def help_desk_service(
     )
     plugin = RestatePlugin() if run_options is None else RestatePlugin(run_options=run_options)
     runner = Runner(
-        app=App(name="help_desk", root_agent=agent, plugins=[plugin]), session_service=RestateSessionService()
+        app=App(name="order_desk", root_agent=agent, plugins=[plugin]), session_service=RestateSessionService()
     )
     service = restate.VirtualObject(name)
 
@@ -660,7 +662,7 @@ def help_desk_service(
     return service
 
 
-help_desk = help_desk_service()
+order_desk = order_desk_service()
 
 
 # --- 5. what the plugin changes: callbacks and max_llm_calls ----------------------------------

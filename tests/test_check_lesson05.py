@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from agent_lib.check._core import Began
 from agent_lib.clients import Admin, Ingress, RestateError
 from agent_lib.models import Call, Reply, Turn, default_model
 from agent_lib.server import RestateServer
-from agent_lib.serving import AgentProcess
+from agent_lib.serving import AgentProcess, serve_in_kernel
 
 
 def begin(admin: Admin) -> Began:
@@ -315,3 +316,44 @@ def test_crash_check_names_a_paused_invocation_and_how_to_resume_it(
     admin.resume(fraud)
     result = check.lesson_05.exercise_3.sync(ingress, admin, triage, claim)  # no attach first: the check waits
     assert result.ok, result
+
+
+def _skeleton(name: str) -> str:
+    """The source of lesson 05's ConsultingAgent skeleton cell, serving under another name."""
+    lesson = json.loads((Path(__file__).parents[1] / "notebooks" / "05_multi_agent.ipynb").read_text())
+    sources = ["".join(c["source"]) for c in lesson["cells"] if c["cell_type"] == "code"]
+    cell = next(s for s in sources if 'restate.VirtualObject("ConsultingAgent")' in s)
+    return cell.replace('"ConsultingAgent"', repr(name))
+
+
+_TODO_DONE = """    futures = [step(name) for name in SPECIALISTS]
+    await restate.gather(*futures)
+    return {name: (await future)["verdict"] for name, future in zip(SPECIALISTS, futures, strict=True)}
+"""
+
+
+@pytest.mark.parametrize("todo_done", [False, True])
+def test_the_lessons_skeleton_is_refused_as_given_and_passes_with_its_todo_done(
+    todo_done: bool, since_lab: Lab, ingress: Ingress, admin: Admin
+) -> None:
+    name = f"L05Skeleton{'Done' if todo_done else 'AsGiven'}Agent"
+    source = _skeleton(name)
+    given = '    return {name: (await step(name))["verdict"] for name in SPECIALISTS}\n'
+    assert given in source, "the skeleton's TODO line is where the test expects it"
+    if todo_done:
+        source = source.replace(given, _TODO_DONE)
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "lesson 05 skeleton", "exec"), namespace)
+
+    async def serve_and_check() -> CheckResult:
+        deployment = await serve_in_kernel([namespace["consulting"]], admin=admin)
+        try:
+            return await check.lesson_05.exercise_2(ingress, admin, name)
+        finally:
+            await deployment.stop()
+
+    result = asyncio.run(serve_and_check())
+    if todo_done:
+        assert result.ok, result
+    else:
+        _failed(result, "the three ran one after another")

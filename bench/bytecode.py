@@ -3,10 +3,14 @@
     .venv/bin/python bench/bytecode.py              # about a minute
     .venv/bin/python bench/bytecode.py --turns 300
 
-Each variant runs in a fresh subprocess with PYTHONDONTWRITEBYTECODE=1 (as this machine, CI and many Docker
-images set it), so nothing it compiles is kept:
+Each variant runs in a fresh subprocess:
 
-- `bytecode`: the `.pyc` files `make setup` compiles at install (`scripts/python-deps`) are read;
+- `written by Python` (the reference): bytecode that Python wrote itself, in a run before (into a fresh
+  PYTHONPYCACHEPREFIX), as on a machine where nothing stops it;
+
+and with PYTHONDONTWRITEBYTECODE=1 (as this machine, CI and many Docker images set it), so nothing is kept:
+
+- `bytecode`: the `.pyc` files `make setup` wrote (`scripts/warm_bytecode.py`) are read;
 - `no bytecode`: PYTHONPYCACHEPREFIX points at an empty folder, so no `.pyc` is found and every module is
   compiled from source, as after an install without bytecode;
 - `no bytecode, ADK's a2a import retried`: the same, with agent_lib's fail-fast for ADK's impossible optional
@@ -64,10 +68,12 @@ def bytecode_present() -> bool:
     return any(root.glob("__pycache__/*.pyc"))
 
 
-def _variant(turns: int, *, pyc: bool, undo_halt: bool, empty: str) -> dict[str, float]:
+def _variant(turns: int, *, pyc: bool, undo_halt: bool, empty: str, write: bool = False) -> dict[str, float]:
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(REPO)}
     env.pop("PYTHONPYCACHEPREFIX", None)
-    if not pyc:
+    if write:
+        env.pop("PYTHONDONTWRITEBYTECODE")
+    if not pyc or write:
         env["PYTHONPYCACHEPREFIX"] = empty
     if undo_halt:
         env["BENCH_UNDO_HALT"] = "1"
@@ -85,14 +91,16 @@ def main() -> int:
     args = parser.parse_args()
     print(f"load: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     print(f"bytecode installed with google-adk: {'yes' if bytecode_present() else 'NO (run make sync)'}")
-    with tempfile.TemporaryDirectory() as empty:
+    with tempfile.TemporaryDirectory() as written, tempfile.TemporaryDirectory() as empty:
+        _variant(5, pyc=True, undo_halt=False, empty=written, write=True)
         variants = {
+            "written by Python": _variant(args.turns, pyc=True, undo_halt=False, empty=written, write=True),
             "bytecode": _variant(args.turns, pyc=True, undo_halt=False, empty=empty),
             "no bytecode": _variant(args.turns, pyc=False, undo_halt=False, empty=empty),
             "no bytecode, ADK's a2a import retried": _variant(args.turns, pyc=False, undo_halt=True, empty=empty),
         }
-    base = variants["bytecode"]
-    print(f"{'variant':40} {'start wall':>11} {'start CPU':>10} {'CPU/turn':>9}   ratios to bytecode")
+    base = variants["written by Python"]
+    print(f"{'variant':40} {'start wall':>11} {'start CPU':>10} {'CPU/turn':>9}   ratios to written by Python")
     for name, v in variants.items():
         ratios = "  ".join(f"{v[k] / base[k]:.2f}x" for k in ("start_wall", "start_cpu", "turn_cpu"))
         print(f"{name:40} {v['start_wall']:10.2f}s {v['start_cpu']:9.2f}s {v['turn_cpu'] * 1000:7.1f}ms   {ratios}")

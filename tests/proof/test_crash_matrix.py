@@ -334,3 +334,192 @@ def test_crash_at_boundary(
     assert outcome.steps == base.steps, "the journal differs from a crash-free run's"
     allowed = {point.unjournaled: 1} if point.unjournaled else {}
     assert reruns == allowed, f"steps ran again after the crash: {reruns}"
+
+
+# --- lesson 10's patterns: kill points inside routing, an agent tool, the pipeline and the loop ------------------
+
+PATTERN_TARGETS = [
+    f"agent_lib.agents.patterns:{name}"
+    for name in (
+        "desk_service",
+        "agent_tool_service",
+        "research_service",
+        "writer_service",
+        "review_service",
+        "pipeline_service",
+        "loop_service",
+    )
+]
+
+
+@dataclass(frozen=True)
+class PatternPoint:
+    """A kill point inside one of lesson 10's patterns: a gate of agent_lib.agents.patterns (`GATES`)."""
+
+    id: str
+    label: str
+    service: str
+    handler: str
+    body: Any
+    gate: str
+    keyed: bool = True
+
+
+PATTERN_POINTS = [
+    PatternPoint(
+        "desk-transfer",
+        "routing: transferred to billing_agent, before its refund step",
+        "HelpDesk",
+        "ask",
+        "I was charged twice for order AB-1001: refund it, please",
+        "patterns.billing.refund",
+    ),
+    PatternPoint(
+        "agent-tool",
+        "AgentTool: inside the inner billing agent, before its refund step",
+        "ToolDesk",
+        "ask",
+        "Please refund order AB-1002",
+        "patterns.billing.refund",
+    ),
+    PatternPoint(
+        "pipeline-review",
+        "sequential: research and write done, before the review call",
+        "ContentPipeline",
+        "sequential",
+        "returns",
+        "patterns.pipeline.review",
+        keyed=False,
+    ),
+    PatternPoint(
+        "loop-round2",
+        "evaluator-optimizer: round 1 done, round 2's writer starting",
+        "DraftLoop",
+        "improve",
+        "our returns policy",
+        "patterns.loop.round2",
+    ),
+    PatternPoint(
+        "loop-round3",
+        "evaluator-optimizer: rounds 1-2 done, round 3's writer starting",
+        "DraftLoop",
+        "improve",
+        "our returns policy",
+        "patterns.loop.round3",
+    ),
+]
+
+
+@dataclass
+class PatternRun:
+    """What one run of a pattern did: its answer (without invocation ids), model calls and refunds over its tree."""
+
+    invocation_id: str
+    answer: Any
+    model_calls: int
+    journaled_calls: int
+    refunds: int
+    killed_pid: int | None = None
+    status_at_kill: str | None = None
+
+
+def _comparable(answer: Any) -> Any:
+    """Drop the agent invocation ids a loop's answer names: they differ from run to run."""
+    if isinstance(answer, dict) and isinstance(answer.get("best"), dict):
+        return {**answer, "best": {k: v for k, v in answer["best"].items() if k not in ("writer", "reviewer")}}
+    return answer
+
+
+class PatternLab:
+    """lesson 10's patterns in one process on the proof server, killed one invocation at a time."""
+
+    def __init__(self, server: RestateServer, agents: AgentProcess, gates: Path, ledger: Ledger) -> None:
+        self.agents, self.gates, self.ledger = agents, gates, ledger
+        self.admin = Admin(server.admin_url)
+        self.ingress = Ingress(server.ingress_url, timeout=300)
+
+    def run(self, point: PatternPoint, *, kill: bool) -> PatternRun:
+        """Send the pattern's request; with `kill`, SIGKILL the process at the point's gate and start it again."""
+        from agent_lib.agents.patterns import REFUND_KIND, model_call_audit
+
+        gate = Gate(point.gate, self.gates).arm() if kill else None
+        key = f"{point.id}-{uuid.uuid4().hex[:8]}" if point.keyed else None
+        sent = self.ingress.send(point.service, point.handler, point.body, key=key)
+        killed, status = None, None
+        if gate is not None:
+            gate.wait_reached(timeout=240, alive=lambda: self.agents.running)
+            killed, status = self.agents.pid, self.admin.status(sent.invocation_id)
+            self.agents.kill()
+            self.agents.start(timeout=180)
+        answer = self.ingress.attach(sent.invocation_id)
+        audit = model_call_audit(self.admin, sent.invocation_id)
+        return PatternRun(
+            sent.invocation_id,
+            _comparable(answer),
+            sum(r["paid"] for r in audit),
+            sum(r["journaled"] for r in audit),
+            sum(self.ledger.count(REFUND_KIND, invocation_id=r["id"]) for r in audit),
+            killed,
+            status,
+        )
+
+
+@pytest.fixture(scope="module")
+def pattern_lab(proof_server: RestateServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PatternLab]:
+    gates = tmp_path_factory.mktemp("pattern-gates")
+    agents = AgentProcess(
+        PATTERN_TARGETS, admin=Admin(proof_server.admin_url), env={"AGENT_GATE_DIR": str(gates)}, name="proof-patterns"
+    )
+    agents.start(timeout=180)
+    try:
+        yield PatternLab(proof_server, agents, gates, Ledger(os.environ["AGENT_LEDGER"]))
+    finally:
+        agents.stop()
+
+
+@pytest.fixture(scope="module")
+def pattern_baselines(pattern_lab: PatternLab) -> dict[str, PatternRun]:
+    return {p.id: pattern_lab.run(p, kill=False) for p in PATTERN_POINTS}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", RUNS, ids=[f"run{r}" for r in RUNS])
+@pytest.mark.parametrize("point", PATTERN_POINTS, ids=[f"patterns-{p.id}" for p in PATTERN_POINTS])
+def test_crash_inside_a_pattern(
+    point: PatternPoint,
+    run: int,
+    pattern_lab: PatternLab,
+    pattern_baselines: dict[str, PatternRun],
+    evidence: Evidence,
+    request: pytest.FixtureRequest,
+) -> None:
+    base = pattern_baselines[point.id]
+    record = evidence.add(
+        "crash",
+        request,
+        agent=f"patterns ({point.service})",
+        point=point.label,
+        run=run,
+        recovered=False,
+        duplicate_effects=0,
+        repeated_model_calls=0,
+        step_reruns=0,
+        model_calls=None,
+        invocation_id=None,
+        killed_pid=None,
+        step_runs={},
+    )
+    outcome = pattern_lab.run(point, kill=True)
+    record.update(
+        recovered=outcome.answer == base.answer,
+        model_calls=outcome.model_calls,
+        payments=outcome.refunds if base.refunds else "-",
+        repeated_model_calls=max(0, outcome.model_calls - outcome.journaled_calls),
+        duplicate_effects=max(0, outcome.refunds - base.refunds) + max(0, outcome.model_calls - base.model_calls),
+        invocation_id=outcome.invocation_id,
+        killed_pid=outcome.killed_pid,
+    )
+    assert outcome.status_at_kill not in (None, "completed"), f"the kill came too late: {outcome.status_at_kill}"
+    assert outcome.answer == base.answer
+    assert outcome.model_calls == outcome.journaled_calls == base.model_calls, "a model call was made twice"
+    assert outcome.refunds == base.refunds, "a refund was booked twice (or not at all)"

@@ -204,6 +204,10 @@ def test_the_lean_set_runs_make_lab_the_doctor_and_lesson_00(tmp_path: Path) -> 
         setup = subprocess.run([*make, "setup"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
         assert setup.returncode == 0, setup.stdout + setup.stderr
         assert "holds exactly requirements/lab.txt" in setup.stderr
+        assert "warm_bytecode: wrote the bytecode of" in setup.stderr, setup.stderr
+        site = next((lean / "lib").glob("python3.*/site-packages"))
+        for package in ("google/adk", "restate", "hypercorn", "ipykernel"):
+            assert list((site / package).glob("__pycache__/*.pyc")), f"set-up wrote no bytecode for {package}"
 
         probe = (
             "import json, importlib.util; from agent_lib.doctor import lock_drift; d = lock_drift(); "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -25,8 +26,10 @@ from .clients import Admin
 from .clients import ui_url as _ui_url
 
 __all__ = [
+    "BlockingWaitError",
     "DrainError",
     "await_retries",
+    "await_state",
     "await_status",
     "MONITOR_COLUMNS",
     "TIMELINE_COLUMNS",
@@ -369,6 +372,57 @@ def object_state(admin: Admin, service: str, key: str) -> dict[str, Any]:
     return decoded
 
 
+def _serving_here() -> bool:
+    """Return True if this thread's event loop serves an agent (a hypercorn task, as `serve_in_kernel` starts)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    hypercorn = sys.modules.get("hypercorn.asyncio")
+    serve = getattr(getattr(hypercorn, "serve", None), "__code__", None)
+    if serve is None:
+        return False
+    return any(
+        getattr(task.get_coro(), "cr_code", None) is serve and not task.done() for task in asyncio.all_tasks(loop)
+    )
+
+
+class BlockingWaitError(RuntimeError):
+    """A blocking wait was called on the event loop that serves an agent in this kernel: it would stop that agent."""
+
+
+def _refuse_blocking(call: str, awaitable: str) -> None:
+    if _serving_here():
+        raise BlockingWaitError(
+            f"observe.{call}(...) blocks this kernel's event loop, and that loop serves an agent in this kernel "
+            "(serve_in_kernel): while it waits, that agent cannot answer, so the wait would only run out. Wait "
+            f"without blocking: `await observe.{awaitable}(...)` (or `await asyncio.to_thread(observe.{call}, ...)`)"
+        )
+
+
+def _why_not(row: Mapping[str, Any] | None) -> str:
+    """Say why an invocation has not got where a wait expected: its status, its failure, its deployment."""
+    if row is None:
+        return "the server has no such invocation"
+    return f"it is {row.get('status')!r}" + _detail(row)
+
+
+def _detail(row: Mapping[str, Any] | None) -> str:
+    """Return "; its last failure: ..." and "; it has not started on any deployment ..." as they apply."""
+    if row is None:
+        return ""
+    text = ""
+    if row.get("last_failure"):
+        text += f"; its last failure: {first_line(row.get('last_failure'))}"
+    if not row.get("pinned_deployment_id") and row.get("status") not in ("completed", "pending", None):
+        text += (
+            "; it has not started on any deployment yet (no pinned_deployment_id): is the latest deployment of "
+            f"{row.get('target_service_name')} served? A deployment served in this kernel and stopped is not: "
+            "register a running one again (admin.register(process.url))"
+        )
+    return text
+
+
 def wait_for_status(
     admin: Admin, invocation_id: str, statuses: str | Sequence[str], *, timeout: float = 60.0, poll: float = 0.2
 ) -> dict[str, Any]:
@@ -380,10 +434,11 @@ def wait_for_status(
         row = admin.invocation(invocation_id)
         if row is not None and row.get("status") in wanted:
             return row
+        _refuse_blocking("wait_for_status", "await_status")
         time.sleep(poll)
     seen = None if row is None else row.get("status")
     raise TimeoutError(
-        f"invocation {invocation_id} is {seen!r}, not {sorted(wanted)}, after {timeout:.0f}s: "
+        f"invocation {invocation_id} is {seen!r}, not {sorted(wanted)}, after {timeout:.0f}s{_detail(row)}: "
         f"look at its last failure with admin.invocation({invocation_id!r})"
     )
 
@@ -400,9 +455,12 @@ def wait_for_retries(
             raise RuntimeError(f"invocation {invocation_id} completed ({row.get('completion_failure') or 'success'})")
         if row is not None and int(row.get("retry_count") or 0) >= attempts:
             return row
+        _refuse_blocking("wait_for_retries", "await_retries")
         time.sleep(poll)
     seen = None if row is None else row.get("retry_count")
-    raise TimeoutError(f"invocation {invocation_id} made {seen} attempts, not {attempts}, within {timeout:.0f}s")
+    raise TimeoutError(
+        f"invocation {invocation_id} made {seen} attempts, not {attempts}, within {timeout:.0f}s{_detail(row)}"
+    )
 
 
 async def await_status(
@@ -418,11 +476,35 @@ async def await_retries(admin: Admin, invocation_id: str, attempts: int, *, time
 
 
 def wait_for_state(admin: Admin, service: str, key: str, name: str, *, timeout: float = 60.0, poll: float = 0.2) -> Any:
-    """Wait until a virtual object's state has `name`; return its decoded value."""
+    """Wait until a virtual object's state has `name`; return its decoded value.
+
+    It blocks: from a notebook that serves an agent in its own kernel, use `await await_state(...)` (lesson 07).
+    """
     deadline = time.monotonic() + timeout
+    polls = 0
     while time.monotonic() < deadline:
         state = object_state(admin, service, key)
         if name in state:
             return state[name]
+        _refuse_blocking("wait_for_state", "await_state")
+        polls += 1
+        if polls % 5 == 0 and (row := _in_flight_on_key(admin, service, key)) is not None:
+            if not row.get("pinned_deployment_id") and int(row.get("retry_count") or 0) >= 2:
+                raise RuntimeError(f"{service}/{key} will not get a state value {name!r}: {_why_not(row)}")
         time.sleep(poll)
-    raise TimeoutError(f"{service}/{key} has no state value {name!r} after {timeout:.0f}s: is the agent running?")
+    row = _in_flight_on_key(admin, service, key)
+    why = _why_not(row) if row is not None else "no invocation of that key is in flight"
+    raise TimeoutError(f"{service}/{key} has no state value {name!r} after {timeout:.0f}s: {why}")
+
+
+def _in_flight_on_key(admin: Admin, service: str, key: str) -> dict[str, Any] | None:
+    rows = admin.query(
+        f"SELECT * FROM sys_invocation WHERE target_service_name = {_q(service)} AND target_service_key = {_q(key)} "
+        f"AND {_OPEN} ORDER BY created_at DESC LIMIT 1"
+    )
+    return rows[0] if rows else None
+
+
+async def await_state(admin: Admin, service: str, key: str, name: str, *, timeout: float = 60.0) -> Any:
+    """Like `wait_for_state`, without blocking the event loop (an agent served in this kernel keeps answering)."""
+    return await asyncio.to_thread(wait_for_state, admin, service, key, name, timeout=timeout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -194,3 +195,67 @@ def test_resume_on_the_fix_fails_when_resumed_on_v2(desk: Desk, ingress: Ingress
     desk.admin.resume(refund)
     observe.wait_for_retries(desk.admin, refund, 1)
     _failed(check.lesson_07.exercise_3.sync(ingress, desk.admin, refund, v3.deployment_id), "still failing")
+
+
+def test_resume_checked_at_once_waits_for_the_resume_to_land(desk: Desk, ingress: Ingress) -> None:
+    refund = desk.stuck()
+    desk.admin.pause(refund)
+    observe.wait_for_status(desk.admin, refund, "paused")
+    v3 = desk.deploy_v3()
+    desk.admin.resume(refund, deployment_id=v3.deployment_id)
+    result = check.lesson_07.exercise_3.sync(ingress, desk.admin, refund, v3.deployment_id)
+    assert result.ok, result
+
+
+def test_third_deployment_with_the_old_refund_unapproved_says_so_without_a_blocking_hint(
+    desk: Desk, ingress: Ingress
+) -> None:
+    old = desk.send("Refund 40 EUR for order 1")
+    desk.waiting(old)
+    v3 = desk.deploy_v3()
+    new = desk.send("Refund 40 USD for order 2")
+    desk.approve(new)
+    ingress.attach(new)
+    result = check.lesson_07.exercise_1.sync(ingress, desk.admin, old, new, v3.deployment_id)
+    _failed(result, "still waits for its approval")
+    assert "await observe.await_state" in result.hint and "attach" not in result.hint
+
+
+def test_a_refund_sent_to_a_stopped_latest_deployment_is_named_with_the_fix(desk: Desk, v2: AgentProcess) -> None:
+    """Issue 19: skipping admin.register(v2.url) stranded a refund on the stopped v3, with KeyError: 'pinned_...'."""
+    v3 = desk.deploy_v3()
+    v3.stop()
+    stranded = desk.send("Refund 40 GBP for order 6")
+    with pytest.raises(RuntimeError, match="has not started on any deployment yet"):
+        observe.wait_for_state(desk.admin, SERVICE_NAME, desk.key(stranded), "approval", timeout=30)
+    assert "pinned_deployment_id" not in (desk.admin.invocation(stranded) or {})
+    result = check.lesson_07.exercise_2.sync(desk.admin, stranded)
+    _failed(result, "never started on a deployment", "nothing listens there")
+    assert "admin.register(v2.url)" in result.hint
+    desk.admin.register(v2.url)
+
+
+def test_a_blocking_wait_in_a_loop_that_serves_an_agent_fails_fast(admin: Admin) -> None:
+    """Issue 19: observe.wait_for_state from the kernel that serves v3 blocked v3 itself for 60 s."""
+    from agent_lib.serving import serve_in_kernel
+
+    async def scenario() -> tuple[float, str]:
+        from agent_lib.agents.versioned import make_service
+
+        v3 = await serve_in_kernel([make_service("v3")], admin=admin)
+        started = time.monotonic()
+        try:
+            observe.wait_for_state(admin, SERVICE_NAME, f"nobody-{uuid.uuid4().hex[:6]}", "approval", timeout=30)
+        except observe.BlockingWaitError as err:
+            return time.monotonic() - started, str(err)
+        finally:
+            await v3.stop()
+            with contextlib.suppress(RestateError):
+                admin.remove_deployment(str(v3.deployment_id), force=True)
+        return time.monotonic() - started, "no error"
+
+    waited, message = asyncio.run(scenario())
+    assert "await observe.await_state" in message and "serve_in_kernel" in message, message
+    assert waited < 30 / 2, f"it blocked {waited:.1f}s of its 30 s before it said so"
+    with pytest.raises(TimeoutError):
+        observe.wait_for_state(admin, SERVICE_NAME, f"nobody-{uuid.uuid4().hex[:6]}", "approval", timeout=0.5)

@@ -7,13 +7,26 @@ refuse the lesson's own.
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from typing import Any
 
 from ..agents.versioned import SERVICE_NAME
 from ..clients import Admin, Ingress, RestateError
 from . import _core
-from ._core import Began, completed, created_at, deployment_of, exercise, output, require, require_new
+from ._core import (
+    Began,
+    Fail,
+    completed,
+    created_at,
+    deployment_of,
+    exercise,
+    listening,
+    output,
+    remaining,
+    require,
+    require_new,
+)
 
 __all__ = ["begin", "exercise_1", "exercise_2", "exercise_3"]
 
@@ -35,6 +48,54 @@ def _refund(admin: Admin, invocation_id: str, what: str) -> dict[str, Any]:
         f'send refunds with ingress.send("{SERVICE_NAME}", "run", "Refund 40 GBP for order 1", key=...)',
     )
     return row
+
+
+_LAND = 10.0
+"""Seconds a check waits for a resume the learner has just sent to take effect, before it judges."""
+
+
+def _require_started(admin: Admin, row: dict[str, Any], what: str) -> None:
+    """Fail if the refund never started on any deployment, and say why (the latest one is not served)."""
+    if row.get("pinned_deployment_id"):
+        return
+    if row.get("status") == "completed" and not row.get("last_failure"):
+        return
+    try:
+        latest = deployment_of(admin, SERVICE_NAME)
+    except RestateError:
+        latest = {}
+    served = listening(str(latest.get("uri", "")))
+    where = f"{SERVICE_NAME}'s latest deployment, {latest.get('id')} at {latest.get('uri')}"
+    raise Fail(
+        f"{what} {row['id']} never started on a deployment (its row has no pinned_deployment_id; it is "
+        f"{row.get('status')!r}): it was sent to {where}"
+        + (", and nothing listens there (a v3 served in this kernel and stopped?)" if served is False else ""),
+        "make v2 the latest deployment again, `admin.register(v2.url)` (exercise 1's last step), then kill this "
+        "refund (admin.kill(id)) and send a new one",
+    )
+
+
+def _require_done(admin: Admin, row: dict[str, Any], what: str) -> dict[str, Any]:
+    """Fail unless the refund has finished, saying what it waits on (never a hint that blocks)."""
+    if row.get("status") == "completed":
+        return row
+    _require_started(admin, row, what)
+    key = str(row.get("target_service_key"))
+    waiting = admin.query(
+        f"SELECT key FROM state WHERE service_name = {_sql(SERVICE_NAME)} AND service_key = {_sql(key)} "
+        "AND key = 'approval'"
+    )
+    if waiting:
+        raise Fail(
+            f"{what} {row['id']} still waits for its approval",
+            f'approve it: ingress.resolve_awakeable(await observe.await_state(admin, SERVICE_NAME, "{key}", '
+            '"approval"), True), then run the check again once it has finished',
+        )
+    failure = f", its last failure: {_first_line(row.get('last_failure'))}" if row.get("last_failure") else ""
+    raise Fail(
+        f"{what} {row['id']} is {row.get('status')!r}, not finished yet{failure}",
+        "read admin.invocation(id) (status, last_failure) to see why; run the check again once it has finished",
+    )
 
 
 def _deployment_created(admin: Admin, deployment_id: str) -> datetime:
@@ -83,8 +144,8 @@ def exercise_1(
     ingress: Ingress, admin: Admin, old_invocation_id: str, new_invocation_id: str, new_deployment_id: str
 ) -> str:
     """A refund started before your v3 deployment finished where it started; a new one ran on v3."""
-    _refund(admin, old_invocation_id, "the old refund")
-    _refund(admin, new_invocation_id, "the new refund")
+    _require_done(admin, _refund(admin, old_invocation_id, "the old refund"), "the old refund")
+    _require_done(admin, _refund(admin, new_invocation_id, "the new refund"), "the new refund")
     old = completed(admin, old_invocation_id, success=True)
     new = completed(admin, new_invocation_id, success=True)
     deployed = _deployment_created(admin, new_deployment_id)
@@ -130,6 +191,7 @@ def exercise_1(
 def exercise_2(admin: Admin, invocation_id: str) -> str:
     """A GBP refund stuck on v2 that you killed instead of fixing: it ended at once, with an error for its caller."""
     row = _refund(admin, invocation_id, "the refund")
+    _require_started(admin, row, "the refund")
     require(
         row["status"] == "completed",
         f"it is {row['status']!r}, not ended",
@@ -159,6 +221,14 @@ def exercise_2(admin: Admin, invocation_id: str) -> str:
 def exercise_3(ingress: Ingress, admin: Admin, invocation_id: str, deployment_id: str) -> str:
     """The stuck refund, paused, then resumed on the v3 deployment you put beside v2: it finished there, with v3."""
     row = _refund(admin, invocation_id, "the refund")
+    _require_started(admin, row, "the refund")
+    deadline = time.monotonic() + _LAND
+    while row["status"] != "completed" and time.monotonic() < deadline:
+        if row["status"] != "paused" and row.get("pinned_deployment_id") != deployment_id:
+            break
+        remaining("the refund to finish after your resume")
+        time.sleep(0.2)
+        row = admin.invocation(invocation_id) or row
     events = _failures(admin, invocation_id)
     if row["status"] != "completed":
         require(

@@ -533,6 +533,7 @@ class FlakyModel(BaseLlm):
             fault = gemini.model_fault(_quota_error(), model=self.model, invocation=invocation)
             assert fault is not None
             raise fault
+        llm_request.model = self.inner.model
         async for response in self.inner.generate_content_async(llm_request, stream=stream):
             yield response
 
@@ -616,7 +617,7 @@ def order_desk_service(
     agent_name = "order_desk"
     inner = default_model(order_desk_script, name=agent_name)
     agent = Agent(
-        model=FlakyModel(model=f"flaky-{inner.model}", inner=inner),
+        model=FlakyModel(model=inner.model, inner=inner),
         name=agent_name,
         instruction=(
             "You answer questions about orders and parcels. Use find_order for an order number and track_parcel "

@@ -29,7 +29,7 @@ from agent_lib.models import Call, ToolResult, Turn
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.agent, pytest.mark.slow]  # a finished agent's tests: `make test-replay` runs them too
 
 TARGETS = [
     f"agent_lib.agents.patterns:{name}"

@@ -127,6 +127,9 @@ def test_two_nodes_down_passes_with_one_key_and_fails_with_one_node_down(
     cluster.wait_ready()
     again = _claim(node3, accounting, key=idem, idempotency_key=idem)
     _decide(node3, admin, again)
+    still_down = check.lesson_08.exercise_2.sync(admin, idem)
+    _failed(still_down, "still down", "node-2")
+    assert "start the other node" in still_down.hint
     cluster.nodes[1].start()
     cluster.wait_ready()
     result = check.lesson_08.exercise_2.sync(admin, idem)
@@ -162,3 +165,25 @@ def test_a_check_without_begin_on_this_cluster_says_to_run_begin(cluster: Restat
     result = check.lesson_08.exercise_1.sync(admin, ["inv_1abc"], other)
     _failed(result, "does not watch this cluster's nodes")
     assert "check.lesson_08.begin(admin, cluster)" in result.hint
+
+
+def test_a_claim_waiting_for_accounting_is_named_with_its_receipt_and_no_blocking_hint(
+    cluster: RestateCluster, accounting: Accounting, node3: Ingress
+) -> None:
+    """Issue 19/20: with the receipt not released, the hint was `ingress.attach(id)`, which hung for 120 s."""
+    admin = Admin(cluster.nodes[2].admin_url)
+    begin(admin, cluster)
+    receipt = f"R-{uuid.uuid4().hex[:6]}"
+    key = f"emp-{uuid.uuid4().hex[:6]}"
+    held = node3.send(SERVICE, "run", f"Reimburse receipt {receipt}: 8.00 EUR for a bus", key=key).invocation_id
+    accounting.wait_for([receipt])
+    try:
+        started = time.monotonic()
+        result = check.lesson_08.exercise_3.sync(node3, admin, held)
+        _failed(result, "Check receipt", f"accounting has not released receipt {receipt}")
+        assert f'accounting.release("{receipt}")' in result.hint and "attach" not in result.hint
+        assert time.monotonic() - started < check.lesson_08.exercise_3.deadline
+    finally:
+        accounting.release(receipt)
+    _decide(node3, admin, held, by="li", approved=False)
+    assert check.lesson_08.exercise_3.sync(node3, admin, held).ok

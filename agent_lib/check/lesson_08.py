@@ -8,6 +8,7 @@ starts: the checks compare the claims' times with the nodes' down times. Pass an
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -17,8 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..clients import Admin, Ingress, RestateError
+from ..observe import timeline
 from . import _core
-from ._core import Began, completed, created_at, exercise, output, remaining, require, require_new
+from ._core import Began, Fail, completed, created_at, exercise, output, remaining, require, require_new
 
 __all__ = ["begin", "exercise_1", "exercise_2", "exercise_3"]
 
@@ -130,6 +132,65 @@ def _clock(at: datetime) -> str:
     return f"{at:%H:%M:%S}"
 
 
+_RECEIPT = re.compile(r"\bR-[A-Za-z0-9][\w-]*")
+
+
+def _receipt(admin: Admin, invocation_id: str) -> str | None:
+    """Return the receipt number a claim names, read from its journal's input (the message, as bytes)."""
+    rows = _query(
+        admin,
+        f"SELECT entry_json FROM sys_journal WHERE id = {_sql(invocation_id)} AND entry_type = 'Command: Input'",
+    )
+    for row in rows:
+        try:
+            payload = json.loads(str(row.get("entry_json") or "{}"))["Command"]["Input"]["payload"]
+            found = _RECEIPT.search(bytes(payload).decode("utf-8", errors="replace"))
+        except (ValueError, KeyError, TypeError):
+            continue
+        if found:
+            return found[0]
+    return None
+
+
+def _require_finished(admin: Admin, row: dict[str, Any]) -> None:
+    """Fail unless the claim has finished, saying what it waits on (read from its state and journal), never hang."""
+    if row.get("status") == "completed":
+        return
+    invocation_id, key, status = row["id"], row.get("target_service_key"), row.get("status")
+    state = _query(
+        admin,
+        f"SELECT key FROM state WHERE service_name = {_sql(row['target_service_name'])} "
+        f"AND service_key = {_sql(str(key))} AND key = 'approval'",
+    )
+    if state:
+        raise Fail(
+            f"the claim {invocation_id} still waits for its approval (its state holds the approval's id)",
+            f'decide it: approve(node, wait_pending(node, ["{key}"]), by="...") (approved=False to reject)',
+        )
+    steps = timeline(admin, invocation_id)
+    open_steps = steps[~steps["done"]] if not steps.empty else steps
+    if not open_steps.empty:
+        step = str(open_steps.iloc[-1]["step"])
+        if step == "Check receipt":
+            receipt = _receipt(admin, invocation_id) or "R-..."
+            raise Fail(
+                f"the claim {invocation_id} is {status!r}: its journal shows the step 'Check receipt' started, with no "
+                f"result yet: accounting has not released receipt {receipt}, and the check waits until it is",
+                f'release it: accounting.release("{receipt}"); then decide its approval',
+            )
+        raise Fail(
+            f"the claim {invocation_id} is {status!r}: its journal shows the step {step!r} started, with no result yet",
+            f"read its journal (Admin(cluster.admin_url).journal({invocation_id!r})) and its last failure "
+            f"(admin.invocation(id)['last_failure'])",
+        )
+    raise Fail(
+        f"the claim {invocation_id} is {status!r}, not finished yet"
+        + (f"; its last failure: {str(row.get('last_failure'))[:200]}" if row.get("last_failure") else ""),
+        f"read its journal (Admin(cluster.admin_url).journal({invocation_id!r})); is the agent running "
+        "(agent.start())? Run the check again once it has finished",
+    )
+
+
 @exercise(8, 1, deadline=90)
 def exercise_1(admin: Admin, invocation_ids: Sequence[str], cluster: Any) -> str:
     """Claims sent and finished while node 1 was down: every one completed, and node 1 is back."""
@@ -147,6 +208,7 @@ def exercise_1(admin: Admin, invocation_ids: Sequence[str], cluster: Any) -> str
         "kill node 1, the node that provisioned the cluster: cluster.nodes[0].kill()",
     )
     for invocation_id in ids:
+        _require_finished(admin, _row(admin, invocation_id))
         row = completed(admin, invocation_id, success=True, stopped="start the agent again: agent.start()")
         start, end = created_at(row["created_at"]), created_at(row["completed_at"])
         require(
@@ -184,6 +246,7 @@ def exercise_2(admin: Admin, idempotency_key: str, *, service: str = "ExpenseAge
         "cluster without a majority",
         "kill two nodes (cluster.nodes[0].kill(), cluster.nodes[1].kill()), then send through the third",
     )
+    _require_finished(admin, row)
     row = completed(admin, row["id"], success=True, stopped="start the agent again: agent.start()")
     first_outage = min(a for a, _ in windows)
     require(
@@ -204,6 +267,12 @@ def exercise_2(admin: Admin, idempotency_key: str, *, service: str = "ExpenseAge
         "retry did not carry the same idempotency key",
         "send the retry with the same idempotency_key= as the first try",
     )
+    down = [h.node for h in watch.cluster.health() if not h.alive]
+    require(
+        not down,
+        f"the claim ran once, but these nodes are still down: {down}",
+        "start the other node too (cluster.nodes[1].start(), then cluster.wait_ready()), as the exercise says",
+    )
     return (
         f"one invocation ({row['id']}) for the idempotency key {idempotency_key!r}, completed after two nodes had "
         "been down: the retry did not run the claim twice"
@@ -214,13 +283,7 @@ def exercise_2(admin: Admin, idempotency_key: str, *, service: str = "ExpenseAge
 def exercise_3(ingress: Ingress, admin: Admin, invocation_id: str) -> str:
     """An expense whose approval was rejected: the agent finished and told the customer so."""
     row = require_new(admin, _row(admin, invocation_id), "the claim")
-    if row.get("status") != "completed":
-        waiting = ingress.call("ExpenseAgent", "pending_approval", key=row.get("target_service_key"))
-        require(
-            not waiting,
-            "the claim still waits for its approval",
-            'reject it: approve(ingress, wait_pending(ingress, [key]), by="li", approved=False)',
-        )
+    _require_finished(admin, row)
     completed(admin, invocation_id, success=True, stopped="start the agent again: agent.start()")
     answer = output(ingress, invocation_id)
     text = str(answer).lower()

@@ -65,6 +65,13 @@ __all__ = [
 WORKERS_ENV = "AGENTS_WORKERS"
 """How many worker processes `python -m agent_lib up` serves the finished agents from (default 1)."""
 
+IDENTITY_KEYS_ENV = "RESTATE_IDENTITY_KEYS"
+"""Public keys (`publickeyv1_...`, comma-separated) whose signed requests an agent process accepts; unset: any request.
+
+The server signs with the matching private key (RESTATE_WORKER__INVOKER__REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE);
+deploy/k8s wires both from one Secret.
+"""
+
 Targets = str | Sequence[str]
 
 
@@ -169,7 +176,8 @@ def _asgi_app(services: Sequence[Any]) -> Any:
     """Return the Restate ASGI app, answering ASGI lifespan events (hypercorn warns when nobody does)."""
     import restate
 
-    app = restate.app(list(services))
+    keys = [k.strip() for k in os.environ.get(IDENTITY_KEYS_ENV, "").split(",") if k.strip()]
+    app = restate.app(list(services), identity_keys=keys or None)
 
     async def with_lifespan(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "lifespan":

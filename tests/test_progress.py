@@ -71,7 +71,8 @@ def test_only_passes_count_in_the_table() -> None:
         exercise(lesson, number)(body).sync()
     progress.record_result(CheckResult("Lesson 02 · exercise 1", False, "no"))
     table = check.progress().set_index("lesson")
-    assert len(table) == 9 and (table["exercises"] == 3).all()
+    assert len(table) == len(check.exercises()), "one row per lesson with exercises"
+    assert (table.loc[[f"{n:02d}" for n in range(1, 10)], "exercises"] == 3).all()
     assert table.loc["01", "passed"] == 1 and table.loc["01", "which"] == "1"
     assert table.loc["04", "passed"] == 1 and table.loc["04", "which"] == "3" and table.loc["04", "last pass"]
     assert table["passed"].sum() == 2, "two exercises passed (one of them twice); failures count for nothing"
@@ -93,7 +94,8 @@ def test_the_cli_prints_the_table_and_clears_it(capsys: pytest.CaptureFixture[st
     exercise(5, 2)(passing).sync()
     assert main(["progress"]) == 0
     out = capsys.readouterr().out
-    assert "Exercises passed by ada" in out and "1 of 27 exercises passed." in out
+    total = sum(len(numbers) for numbers in check.exercises().values())
+    assert "Exercises passed by ada" in out and f"1 of {total} exercises passed." in out
     line = next(row for row in out.splitlines() if row.startswith("05 "))
     assert line.split()[:5] == ["05", "05_multi_agent", "3", "1", "2"]
     assert main(["progress", "--clear"]) == 0

@@ -523,3 +523,212 @@ def test_crash_inside_a_pattern(
     assert outcome.answer == base.answer
     assert outcome.model_calls == outcome.journaled_calls == base.model_calls, "a model call was made twice"
     assert outcome.refunds == base.refunds, "a refund was booked twice (or not at all)"
+
+
+# --- lesson 11's patterns: the orchestrator, a workflow as a tool, a caught error, a replayed plugin ---------------
+
+ORCHESTRATION_TARGETS = [
+    f"agent_lib.agents.orchestration:{name}"
+    for name in (
+        "orchestrator_service",
+        "researcher_service",
+        "editor_service",
+        "publish_workflow",
+        "order_desk",
+        "watched_service",
+    )
+]
+
+
+@dataclass(frozen=True)
+class OrchestrationPoint:
+    """A kill point inside one of lesson 11's patterns: the gates to arm (by kind), the request to send."""
+
+    id: str
+    label: str
+    kind: str
+    """"report" (ReportOrchestrator), "publish" (EditorAgent), "caught" (OrderDesk) or "tick" (WatchedAgent)."""
+    held: tuple[int, ...] = ()
+    """"report": the questions held at their gates; "tick": skip this many ticks before the held one."""
+
+
+ORCHESTRATION_POINTS = [
+    OrchestrationPoint(
+        "report-half", "orchestrator: 2 of 4 researchers done, 2 inside their Look up", "report", (2, 3)
+    ),
+    OrchestrationPoint(
+        "report-none", "orchestrator: planned, all 4 researchers inside their Look up", "report", (0, 1, 2, 3)
+    ),
+    OrchestrationPoint("publish-upload", "workflow as a tool: Render done, inside Upload", "publish"),
+    OrchestrationPoint(
+        "desk-caught", "errors: a tool's TerminalError caught in the handler, not yet answered", "caught"
+    ),
+    OrchestrationPoint("watched-tick2", "plugin callbacks: 2 model calls journaled, inside tick 2", "tick", (1,)),
+]
+
+_REQUESTS: dict[str, tuple[str, str, Any, bool]] = {
+    "report": ("ReportOrchestrator", "write", None, False),
+    "publish": ("EditorAgent", "edit", "Publish 'Tidal power': The sea rises and falls twice a day.", True),
+    "caught": ("OrderDesk", "ask", "Where is order A-404?", True),
+    "tick": ("WatchedAgent", "run", "tick 3 times", True),
+}
+
+
+@dataclass
+class OrchestrationRun:
+    """What one run of a lesson 11 pattern did, over its invocation and the ones it called."""
+
+    invocation_id: str
+    answer: Any
+    effects: dict[str, int]
+    model_calls: int
+    journaled_calls: int
+    killed_pid: int | None = None
+    status_at_kill: str | None = None
+
+
+class OrchestrationLab:
+    """lesson 11's patterns in one process on the proof server, killed one invocation at a time."""
+
+    def __init__(self, server: RestateServer, agents: AgentProcess, gates: Path, ledger: Ledger) -> None:
+        self.agents, self.gates, self.ledger = agents, gates, ledger
+        self.admin = Admin(server.admin_url)
+        self.ingress = Ingress(server.ingress_url, timeout=300)
+
+    def _gates(self, point: OrchestrationPoint, key: str) -> list[Gate]:
+        from agent_lib.agents import orchestration as o
+
+        names = {
+            "report": [o.research_gate(key, i).name for i in point.held],
+            "publish": [o.publish_gate(key).name],
+            "caught": [o.caught_gate(key).name],
+            "tick": [o.tick_gate(key).name],
+        }[point.kind]
+        skip = point.held[0] if point.kind == "tick" else 0
+        return [Gate(name, self.gates).arm(skip=skip) for name in names]
+
+    def _tree(self, invocation_id: str) -> list[str]:
+        rows = self.admin.query(f"SELECT id FROM sys_invocation WHERE invoked_by_id = '{invocation_id}'")
+        return [invocation_id, *(str(r["id"]) for r in rows)]
+
+    def _effects(self, point: OrchestrationPoint, key: str, tree: list[str]) -> dict[str, int]:
+        ledger = self.ledger
+        if point.kind == "report":
+            runs = Counter(e.detail["index"] for e in ledger.effects("research") if e.detail["report_id"] == key)
+            return {f"research {i}": n for i, n in sorted(runs.items())}
+        if point.kind == "publish":
+            uploads = [e for e in ledger.effects("publish") if e.detail["requested_by"] == key]
+            renders = [e for e in ledger.effects("render") if e.detail["key"] in {u.detail["key"] for u in uploads}]
+            return {"publish": len(uploads), "render": len(renders)}
+        if point.kind == "caught":
+            return {"order_lookup": sum(ledger.count("order_lookup", invocation_id=i) for i in tree)}
+        ticks = Counter(e.detail["n"] for e in ledger.effects("tick") if e.detail["session"] == key)
+        return {f"tick {n}": c for n, c in sorted(ticks.items())}
+
+    def run(self, point: OrchestrationPoint, *, kill: bool) -> OrchestrationRun:
+        """Send the pattern's request; with `kill`, SIGKILL the process once its gates are reached, and restart it."""
+        import re
+
+        service, handler, body, keyed = _REQUESTS[point.kind]
+        key = f"{point.id}-{uuid.uuid4().hex[:8]}"
+        gates = self._gates(point, key) if kill else []
+        if point.kind == "report":
+            body = {"report_id": key, "topic": "tidal power"}
+        sent = self.ingress.send(service, handler, body, key=key if keyed else None)
+        killed, status = None, None
+        if gates:
+            for gate in gates:
+                gate.wait_reached(timeout=240, alive=lambda: self.agents.running)
+            if point.kind == "report":
+                done = 4 - len(point.held)
+                wait_for(
+                    "the researchers that are not held",
+                    lambda: sum(self._effects(point, key, []).values()) >= done,
+                    120,
+                )
+            killed, status = self.agents.pid, self.admin.status(sent.invocation_id)
+            self.agents.kill()
+            self.agents.start(timeout=180)
+        answer = self.ingress.attach(sent.invocation_id)
+        if point.kind == "report":
+            answer = ([s["question"] for s in answer["sections"]], answer["summary"])
+        elif point.kind == "publish":
+            answer = re.sub(r"https://reports\.example/\S+", "<url>", answer)
+        tree = self._tree(sent.invocation_id)
+        return OrchestrationRun(
+            sent.invocation_id,
+            answer,
+            self._effects(point, key, tree),
+            sum(self.ledger.count("model_call", invocation_id=i) for i in tree),
+            sum(self.admin.steps(i).count("call LLM") for i in tree),
+            killed,
+            status,
+        )
+
+
+@pytest.fixture(scope="module")
+def orchestration_lab(
+    proof_server: RestateServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OrchestrationLab]:
+    gates = tmp_path_factory.mktemp("orchestration-gates")
+    agents = AgentProcess(
+        ORCHESTRATION_TARGETS,
+        admin=Admin(proof_server.admin_url),
+        env={"AGENT_GATE_DIR": str(gates)},
+        name="proof-orchestration",
+    )
+    agents.start(timeout=180)
+    try:
+        yield OrchestrationLab(proof_server, agents, gates, Ledger(os.environ["AGENT_LEDGER"]))
+    finally:
+        agents.stop()
+
+
+@pytest.fixture(scope="module")
+def orchestration_baselines(orchestration_lab: OrchestrationLab) -> dict[str, OrchestrationRun]:
+    return {p.id: orchestration_lab.run(p, kill=False) for p in ORCHESTRATION_POINTS}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run", [pytest.param(r, marks=[pytest.mark.full] if r > 1 else []) for r in RUNS], ids=_run_id)
+@pytest.mark.parametrize("point", ORCHESTRATION_POINTS, ids=[f"orchestration-{p.id}" for p in ORCHESTRATION_POINTS])
+def test_crash_inside_an_orchestration(
+    point: OrchestrationPoint,
+    run: int,
+    orchestration_lab: OrchestrationLab,
+    orchestration_baselines: dict[str, OrchestrationRun],
+    evidence: Evidence,
+    request: pytest.FixtureRequest,
+) -> None:
+    base = orchestration_baselines[point.id]
+    record = evidence.add(
+        "crash",
+        request,
+        agent=f"orchestration ({_REQUESTS[point.kind][0]})",
+        point=point.label,
+        run=run,
+        recovered=False,
+        duplicate_effects=0,
+        repeated_model_calls=0,
+        step_reruns=0,
+        model_calls=None,
+        invocation_id=None,
+        killed_pid=None,
+        step_runs={},
+    )
+    outcome = orchestration_lab.run(point, kill=True)
+    extra = sum(max(0, n - base.effects.get(k, 0)) for k, n in outcome.effects.items())
+    record.update(
+        recovered=outcome.answer == base.answer,
+        model_calls=outcome.model_calls,
+        payments="-",
+        repeated_model_calls=max(0, outcome.model_calls - outcome.journaled_calls),
+        duplicate_effects=extra + max(0, outcome.model_calls - base.model_calls),
+        step_runs=outcome.effects,
+        invocation_id=outcome.invocation_id,
+        killed_pid=outcome.killed_pid,
+    )
+    assert outcome.status_at_kill not in (None, "completed"), f"the kill came too late: {outcome.status_at_kill}"
+    assert outcome.answer == base.answer
+    assert outcome.effects == base.effects, "an effect ran twice (or not at all)"
+    assert outcome.model_calls == outcome.journaled_calls == base.model_calls, "a model call was made twice"

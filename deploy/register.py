@@ -24,6 +24,12 @@ CONFLICT_HINT = (
     "old one; or pass --force to replace it, which breaks those invocations."
 )
 
+UNSIGNED_HINT = (
+    "the agents refused the server's discovery request (401): they accept only requests signed by the keys in "
+    "RESTATE_IDENTITY_KEYS, and the server signs with another key, or none. Give both the same Secret "
+    "(deploy/README.md, 'The signing key')"
+)
+
 
 def _get(url: str, timeout: float) -> int:
     with urllib.request.urlopen(url, timeout=timeout) as answer:
@@ -60,6 +66,10 @@ def register(admin: str, uri: str, *, force: bool = False, timeout: float = 300.
             text = err.read().decode(errors="replace").strip()
             if err.code == 409:
                 sys.exit(f"register: 409 from the admin API: {CONFLICT_HINT.format(uri=uri)} ({text})")
+            if "got status code '401" in text:
+                sys.exit(f"register: the admin API refused {uri}: {UNSIGNED_HINT} ({text})")
+            if "got status code '4" in text:
+                sys.exit(f"register: the admin API refused {uri}: the agents answered its discovery with {text}")
             if 400 <= err.code < 500 or time.monotonic() > deadline:
                 sys.exit(f"register: the admin API refused {uri} with {err.code}: {text}")
             last = f"{err.code}: {text}"

@@ -53,8 +53,8 @@ HOOK_POINTS = tuple(g for g in GATES if g.endswith((".before_effect", ".after_ef
 """The hook points around the effects that exercise 3 names: one order killed at each."""
 
 _PAUSED = (
-    "it failed 120 times in a row (the lessons' retry policy, about 30 s, counts the attempts made while its process "
-    "was down) and Restate paused it"
+    "Restate pauses an order once it has failed 120 times (the lessons' retry policy: about 30 s of failures, the "
+    "attempts made while its process was down included), if nobody paused it by hand"
 )
 
 

@@ -224,9 +224,7 @@ def exercise_1(
     require(not unrelated, f"your query also returns invocations that did not fail on the {_BOOKING}: {unrelated}")
     return (
         f"your recipe found {len(ids)} stuck booking(s), among them yours and one the check left stuck just before, "
-        f"and none of the {len(decoys.wrong)} decoys it planted: "
-        + "; ".join(decoys.wrong.values())
-        + " (now killed)"
+        f"and none of the {len(decoys.wrong)} decoys it planted: " + "; ".join(decoys.wrong.values()) + " (now killed)"
     )
 
 

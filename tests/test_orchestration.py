@@ -52,6 +52,8 @@ from agent_lib.models import Call, ToolResult, Turn
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
 
+pytestmark = [pytest.mark.agent, pytest.mark.slow]  # a finished agent's tests: `make test-replay` runs them too
+
 TARGETS = [
     "agent_lib.agents.orchestration:orchestrator_service",
     "agent_lib.agents.orchestration:researcher_service",
@@ -362,21 +364,23 @@ def test_replay_fires_the_outer_plugin_again_but_not_the_model(
 
 
 def test_run_options_bound_gemini_s_own_retries_on_the_stub(
-    restate_server: RestateServer, _kit_data: Path, ingress: Ingress, ledger: Ledger, key: str
+    ingress: Ingress, admin: Admin, ledger: Ledger, agents: AgentProcess, key: str
 ) -> None:
-    with GeminiStub() as stub:
-        target = "agent_lib.agents.orchestration:order_desk"
-        proc = AgentProcess(target, env=stub.env(), admin=Admin(restate_server.admin_url), name="test-desk-gemini")
-        with proc:
+    """OrderDesk on the Gemini path: 5 faults in a row, max_attempts=3: exactly 3 requests reach Gemini."""
+    target = "agent_lib.agents.orchestration:order_desk"
+    try:
+        with GeminiStub() as stub, AgentProcess(target, env=stub.env(), admin=admin, name="test-desk-gemini"):
             stub.fault("quota", times=5, retry_delay=1)
             since = time.time()
             sent = ingress.send("OrderDesk", "ask", "Where is A-1001?", key=key)
             answer = ingress.attach(sent.invocation_id)
             time.sleep(1.5)
             requests = stub.requests(since)
-            assert answer.startswith(SORRY) and "429" in answer
-            assert len(requests) == 3 and all(r.status == 429 for r in requests)
-            assert ledger.count("model_call", invocation_id=sent.invocation_id) == 3
+    finally:
+        admin.register(agents.url)  # OrderDesk is served by the lesson's agents again, not by the stopped process
+    assert answer.startswith(SORRY) and "429" in answer
+    assert len(requests) == 3 and all(r.status == 429 for r in requests)
+    assert ledger.count("model_call", invocation_id=sent.invocation_id) == 3
 
 
 def test_plan_research_keeps_at_most_four_questions() -> None:

@@ -323,6 +323,7 @@ def test_the_server_signs_requests_and_exports_traces_with_settings_the_pinned_s
     assert f'request-identity-private-key-pem-file = "{key_file}"' in invoker
     assert f'tracing-endpoint = "{env["RESTATE_TRACING_ENDPOINT"]}"' in dump.stdout
     assert 'cluster-name = "durable-agents"' in dump.stdout and "default-replication = 2" in dump.stdout
+    assert "default-num-partitions = 24" in dump.stdout, "Restate's default: the partitions spread over the agent pods"
 
     mounts = {m["name"]: m["mountPath"] for m in _container(restate)["volumeMounts"]}
     volumes = {v["name"]: v for v in _pod(restate)["volumes"]}
@@ -451,3 +452,28 @@ def test_signed_deployment_end_to_end(tmp_path: Path, dockerfile: list[tuple[str
         finally:
             trusting.stop()
             wrong.stop()
+
+
+# --- docs/SIZING.md quotes the bench -----------------------------------------------------------------------------
+
+
+def test_the_sizing_doc_quotes_the_recorded_bench() -> None:
+    """A new `make bench` changes the figures per turn: docs/SIZING.md's arithmetic must be redone with them."""
+    results = json.loads((REPO_ROOT / "bench" / "results" / "latest.json").read_text())
+    one = results["latency"]["durable (as shipped)"]["cpu_ms_per_turn"]
+    levels = {row["concurrency"]: row["cpu_ms_per_turn"] for row in results["throughput"]["durable (as shipped)"]}
+    row = next(
+        line for line in (REPO_ROOT / "docs" / "SIZING.md").read_text().splitlines() if "agent process CPU" in line
+    )
+    server = next(
+        line for line in (REPO_ROOT / "docs" / "SIZING.md").read_text().splitlines() if "server CPU, ms" in line
+    )
+    expected_agent = [one["agent"], levels[100]["agent"], levels[1000]["agent"]]
+    expected_server = [one["server"], levels[100]["server"], levels[1000]["server"]]
+    quoted = [[float(x) for x in re.findall(r"\| ([0-9.]+) ", line + " ")] for line in (row, server)]
+    assert quoted == [[round(v, 1) for v in expected_agent], [round(v, 1) for v in expected_server]], (
+        "bench/results/latest.json has new figures per turn: redo docs/SIZING.md's tables and arithmetic with them"
+    )
+    machine = results["machine"]
+    doc = (REPO_ROOT / "docs" / "SIZING.md").read_text()
+    assert f"{machine['cores']} cores" in doc and f"restate-server {machine['restate_server']}" in doc

@@ -204,6 +204,16 @@ def test_the_image_installs_the_lab_lock_with_hashes(dockerfile: list[tuple[str,
     assert _env(dockerfile).get("PYTHONDONTWRITEBYTECODE") is None
 
 
+def test_the_image_python_is_one_the_lock_has_wheels_for(dockerfile: list[tuple[str, str]]) -> None:
+    """`make lock` checks wheels for Linux x86_64 and aarch64 on these Pythons: the image's pip never builds one."""
+    base = re.fullmatch(r"python:(3\.\d+)-slim-\w+", _one(dockerfile, "FROM"))
+    assert base, "the image starts from an official python:<3.x>-slim-<debian> image, by tag"
+    deps = (REPO_ROOT / "scripts" / "python-deps").read_text()
+    pythons = re.search(r'^PYTHONS="([^"]+)"', deps, re.M)
+    assert pythons and base.group(1) in pythons.group(1).split()
+    assert "x86_64-unknown-linux-gnu" in deps and "aarch64-unknown-linux-gnu" in deps
+
+
 def test_the_image_runs_as_a_non_root_user(dockerfile: list[tuple[str, str]]) -> None:
     users = [args for word, args in dockerfile if word == "USER"]
     assert users and users[-1] not in ("root", "0"), users

@@ -9,13 +9,15 @@ import sys
 import time
 from collections.abc import Sequence
 
-from . import progress as _progress
 from . import server as _server
+from ._modes import RETRY_POLICY_ENV
 from ._paths import data_dir
 from .agents import FINISHED
 from .clients import Admin, ui_url
-from .doctor import run_checks
 from .serving import WORKERS_ENV, AgentProcess, ServingError, serve_forever, serve_worker
+
+# Imported where they are used, not here: `up`, `down` and `status` need neither pandas (progress) nor the doctor's
+# checks, and must answer in about a second when everything runs (issue 23).
 
 AGENTS_PORT = int(os.environ.get("AGENTS_PORT", "9080"))
 SEED_CALL = """curl {ingress}/WeatherAgent/session-1/run --json '"What is the weather in New York?"'"""
@@ -23,6 +25,8 @@ SEED_CALL = """curl {ingress}/WeatherAgent/session-1/run --json '"What is the we
 
 def doctor() -> int:
     """Print every check, and what to fix; exit 1 if anything needs fixing."""
+    from .doctor import run_checks
+
     checks = run_checks()
     for c in checks:
         print(("  ok   " if c.ok else "  FIX  ") + f"[{c.area}] {c.detail}" + ("" if c.ok else f": {c.fix}"))
@@ -52,8 +56,15 @@ def up(wait: float = 60.0, workers: int = 1) -> int:
         if not _server.port_is_free(AGENTS_PORT):
             print(f"port {AGENTS_PORT} is taken by another program: set AGENTS_PORT to a free port", file=sys.stderr)
             return 1
+        env = {RETRY_POLICY_ENV: os.environ.get(RETRY_POLICY_ENV, "service")}
         proc = AgentProcess(
-            FINISHED, port=AGENTS_PORT, admin=admin, name="finished-agents", die_with_parent=False, workers=workers
+            FINISHED,
+            port=AGENTS_PORT,
+            admin=admin,
+            name="finished-agents",
+            die_with_parent=False,
+            workers=workers,
+            env=env,
         )
         proc.start(wait)
         how = f"pid {proc.pid}" if workers == 1 else f"supervisor pid {proc.pid}, workers {proc.wait_for_workers()}"
@@ -152,6 +163,8 @@ def gemini_stub(port: int) -> int:
 
 def progress(who: str | None = None, clear: bool = False) -> int:
     """Print the exercises passed, lesson by lesson; with `clear`, delete the record instead."""
+    from . import progress as _progress
+
     if clear:
         print(f"deleted {_progress.clear()} recorded passes ({_progress.path()})")
         return 0

@@ -1,9 +1,12 @@
-"""The kit's test modes, read from the environment: the always-replay mode (`make test-replay`, lesson 07)."""
+"""The kit's modes, read from the environment: always-replay (`make test-replay`, lesson 07), the agents' retries."""
 
 from __future__ import annotations
 
 import os
 from datetime import timedelta
+
+RETRY_POLICY_ENV = "AGENT_RETRY_POLICY"
+"""`service` gives the course agents the retry policy of a service (agents/_common.py); `agent_lib up` sets it."""
 
 ALWAYS_REPLAY_ENV = "RESTATE_ALWAYS_REPLAY"
 """Set to 1 and every server the kit starts replays each invocation from its journal at every await."""

@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
+from . import _http
 from .server import DEFAULT_ADMIN_PORT, DEFAULT_INGRESS_PORT
 
 __all__ = [
@@ -215,7 +216,7 @@ class _Http:
         self.timeout = timeout
         self.retry_for = retry_for
         self._answered = False
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        self._http = _http.client(base_url=self.url, timeout=timeout)
 
     fresh_after_error = False
     """Open new connections after an error answer (the ingress may close its side of the old one just after)."""
@@ -236,7 +237,7 @@ class _Http:
         attempts = _Attempts(self, method, path, retry)
         while True:
             try:
-                async with httpx.AsyncClient(base_url=self.url, timeout=self.timeout) as http:
+                async with _http.async_client(base_url=self.url, timeout=self.timeout) as http:
                     response = await http.request(method, path, **kwargs)
                 self._answered = True
                 return _decode(response)
@@ -252,7 +253,7 @@ class _Http:
         is not safe for a call that is not idempotent, so the next request after an error answer does not reuse
         the connection. Errors are rare, so this costs nothing on the paths that matter.
         """
-        old, self._http = self._http, httpx.Client(base_url=self.url, timeout=self.timeout)
+        old, self._http = self._http, _http.client(base_url=self.url, timeout=self.timeout)
         old.close()
 
     def close(self) -> None:

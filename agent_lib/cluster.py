@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 
+from . import _http
 from ._paths import data_dir
 from .clients import Admin, RestateError
 from .server import RestateServer, ServerError, port_is_free, server_env
@@ -313,7 +314,7 @@ class RestateCluster:
 
     def health(self) -> list[NodeHealth]:
         """Ask every node how it is: alive or not, its roles' status, how many partitions it leads."""
-        with httpx.Client(timeout=2.0) as http:
+        with _http.client(timeout=2.0) as http:
             return [_node_health(n, http) for n in self.nodes]
 
     def health_df(self) -> Any:
@@ -358,7 +359,7 @@ class RestateCluster:
 
     def metadata_members(self) -> list[int]:
         """Return the ids of the nodes in the metadata Raft group, as a running node's admin API reports them."""
-        with httpx.Client(timeout=2.0) as http:
+        with _http.client(timeout=2.0) as http:
             for node in self._running():
                 answer = _get(http, f"{node.admin_url}/cluster-health")
                 if answer is not None:
@@ -368,7 +369,7 @@ class RestateCluster:
     def wait_for_services(self, names: Sequence[str], timeout: float = 60.0) -> None:
         """Wait until every running node's admin API lists these services (registration has spread)."""
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as http:
+        with _http.client(timeout=2.0) as http:
             while True:
                 missing: dict[str, list[str]] = {}
                 for node in self._running():

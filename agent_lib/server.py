@@ -27,6 +27,7 @@ from types import TracebackType
 
 import httpx
 
+from . import _http
 from ._modes import ALWAYS_REPLAY_ENV, always_replay_requested
 from ._paths import REPO_ROOT, data_dir
 
@@ -109,7 +110,7 @@ def free_port() -> int:
 
 def _healthy(admin_url: str, ingress_url: str) -> bool:
     try:
-        with httpx.Client(timeout=2.0) as http:
+        with _http.client(timeout=2.0) as http:
             return (
                 http.get(f"{admin_url}/health").status_code == 200
                 and http.get(f"{ingress_url}/restate/health").status_code == 200
@@ -121,7 +122,7 @@ def _healthy(admin_url: str, ingress_url: str) -> bool:
 def _partitions_ready(admin_url: str) -> bool:
     """Return True once the server's tables answer SQL (health passes a moment before its partitions do)."""
     try:
-        with httpx.Client(timeout=5.0) as http:
+        with _http.client(timeout=5.0) as http:
             answer = http.post(f"{admin_url}/query", json={"query": "SELECT count(*) AS n FROM sys_invocation"})
             return answer.status_code == 200
     except httpx.HTTPError:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import TYPE_CHECKING
 
-from ..gemini_stub import GeminiStub
+if TYPE_CHECKING:
+    from ..gemini_stub import GeminiStub
 
 __all__ = ["FINISHED", "gemini_stub"]
 
@@ -44,6 +46,8 @@ def gemini_stub(port: int = 0) -> GeminiStub:
 
     Compaction's summarizer names no agent: the chat agent's script answers it (lesson 03).
     """
+    from ..gemini_stub import GeminiStub
+
     for module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{module.name}")
     from .chat import chat_script

@@ -15,6 +15,10 @@ plugin's journaled "call LLM" step):
 
 `check_key()` makes one cheap call (getting the model) and says valid, rejected, quota exhausted or
 unreachable, each with its fix.
+
+How many attempts a model call gets is `RestatePlugin(run_options=...)`'s to say (lesson 11): `run_options()` builds
+options that agree with this policy. A RetryableError's own delay overrides their intervals, and google-genai is
+given no retries of its own (`CountingGemini`), so one attempt is one request and there is one retry loop: Restate's.
 """
 
 from __future__ import annotations
@@ -29,9 +33,11 @@ from typing import Any
 
 import httpx
 from google.genai import errors
+from restate import RunOptions
 from restate.exceptions import RetryableError, TerminalError
 
 __all__ = [
+    "BACKOFF_FIRST_SECONDS",
     "BACKOFF_MAX_SECONDS",
     "KeyCheck",
     "api_key",
@@ -40,6 +46,7 @@ __all__ = [
     "key_problem",
     "model_fault",
     "model_timeout_seconds",
+    "run_options",
     "scrub",
 ]
 
@@ -179,6 +186,20 @@ def _retry(message: str, status: int, invocation: str | None, asked: float | Non
     delay = max(asked, 1.0) if asked is not None else exponential
     text = f"{message}: next try in {delay:g} s"
     return RetryableError(scrub(text), status_code=status, retry_after=timedelta(seconds=delay))
+
+
+def run_options(max_attempts: int | None = None) -> RunOptions[Any]:
+    """Return RunOptions for the "call LLM" step that back off like this policy, 2 s doubling to a minute.
+
+    `max_attempts` counts every attempt of one model call, the first included; None retries until the invocation's
+    own retry policy gives up. A fault this policy knows carries its own delay (RetryableError), which wins.
+    """
+    return RunOptions(
+        max_attempts=max_attempts,
+        initial_retry_interval=timedelta(seconds=BACKOFF_FIRST_SECONDS),
+        max_retry_interval=timedelta(seconds=BACKOFF_MAX_SECONDS),
+        retry_interval_factor=2.0,
+    )
 
 
 def model_fault(err: BaseException, *, model: str, invocation: str | None = None) -> Exception | None:

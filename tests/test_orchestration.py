@@ -11,6 +11,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,12 @@ from google.adk import Runner
 from google.adk.agents.run_config import RunConfig
 from google.adk.sessions import InMemorySessionService
 
+from agent_lib import gemini
 from agent_lib.agents._common import user_message
 from agent_lib.agents.orchestration import (
     BUDGET_LIMIT,
     MAX_TASKS,
+    MODEL_RUN_OPTIONS,
     SORRY,
     caught_gate,
     coordinator_script,
@@ -115,6 +118,13 @@ def test_the_help_desk_and_the_watched_scripts() -> None:
     assert "could not find" in str(order_desk_script(_turn("Track P-9", ToolResult("track_parcel", {"error": "no"}))))
     assert watched_script(_turn("tick 2 times")) == [Call("tick", {"n": 1})]
     assert watched_script(_turn("tick 1 time", ToolResult("tick", {"result": "tick 1"}))) == "Ticked 1 times."
+
+
+def test_the_desk_s_run_options_are_the_gemini_policy_s() -> None:
+    assert MODEL_RUN_OPTIONS.max_attempts == 3
+    assert MODEL_RUN_OPTIONS.initial_retry_interval == timedelta(seconds=gemini.BACKOFF_FIRST_SECONDS)
+    assert MODEL_RUN_OPTIONS.max_retry_interval == timedelta(seconds=gemini.BACKOFF_MAX_SECONDS)
+    assert gemini.run_options().max_attempts is None
 
 
 def test_terminal_cause_reads_through_adk_s_wrapping() -> None:

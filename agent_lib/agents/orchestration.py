@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -93,12 +92,7 @@ MAX_TASKS = 4
 KINDS = ("research", "render", "publish", "model_attempt", "order_lookup", "callback", "tick")
 """The ledger kinds this module records."""
 
-MODEL_RUN_OPTIONS: restate.RunOptions[Any] = restate.RunOptions(
-    max_attempts=3,
-    initial_retry_interval=timedelta(seconds=gemini.BACKOFF_FIRST_SECONDS),
-    max_retry_interval=timedelta(seconds=gemini.BACKOFF_MAX_SECONDS),
-    retry_interval_factor=2.0,
-)
+MODEL_RUN_OPTIONS: restate.RunOptions[Any] = gemini.run_options(max_attempts=3)
 """How `OrderDesk` retries a failed model call: 3 attempts in all, then a TerminalError.
 
 The delay between attempts is agent_lib.gemini's: a fault it knows (429, 5xx, timeout) carries its own delay as a

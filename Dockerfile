@@ -24,11 +24,13 @@ RUN python -m compileall -q agent_lib deploy \
 
 USER 10001
 # RESTATE_SERVICE_HOST other than loopback makes the agents listen on every interface (agent_lib.serving);
-# RESTATE_KIT_DATA is where the ledger and the worker counts go (a writable volume under Kubernetes).
+# RESTATE_KIT_DATA is where the ledger and the worker counts go (a writable volume under Kubernetes);
+# AGENT_RETRY_POLICY=service: retry through an outage of minutes, as `agent_lib up` does (agents/_common.py).
 ENV PYTHONPATH=/app \
     PYTHONUNBUFFERED=1 \
     RESTATE_SERVICE_HOST=0.0.0.0 \
-    RESTATE_KIT_DATA=/home/agent/data
+    RESTATE_KIT_DATA=/home/agent/data \
+    AGENT_RETRY_POLICY=service
 EXPOSE 9080
 # The SDK answers GET /health before it checks a request's signature, so the probe needs no key.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \

@@ -375,7 +375,7 @@ def exercise_3(admin: Admin, invocation_id: str, retry_count_at_pause: int) -> s
         "admin.pause(invocation_id), note its retry_count, then admin.resume(invocation_id)",
     )
     paused_at = _epoch(paused[0]["appended_at"])
-    row = _went_on(admin, row, retry_count_at_pause)
+    row = _went_on(admin, row, retry_count_at_pause, paused_at)
     attempts = effects_of(ATTEMPT_KIND, invocation_id=invocation_id)
     before = sum(1 for a in attempts if a.at <= paused_at)
     after = sum(1 for a in attempts if a.at > paused_at)
@@ -405,10 +405,20 @@ def exercise_3(admin: Admin, invocation_id: str, retry_count_at_pause: int) -> s
     )
 
 
-def _went_on(admin: Admin, row: dict[str, Any], noted: int) -> dict[str, Any]:
-    """Return the row once its retry count has gone past `noted` after a resume (or after a short wait)."""
+def _went_on(admin: Admin, row: dict[str, Any], noted: int, paused_at: float) -> dict[str, Any]:
+    """Return the row once it has retried after the pause (count past `noted`, a ledger attempt), or after a while.
+
+    The server counts an attempt when it starts, and the agent records it in the ledger a moment later.
+    """
     deadline = time.monotonic() + _LAND
-    while int(row.get("retry_count") or 0) <= noted and row["status"] != "completed" and time.monotonic() < deadline:
+
+    def went_on() -> bool:
+        if int(row.get("retry_count") or 0) <= noted:
+            return False
+        attempts = effects_of(ATTEMPT_KIND, invocation_id=row["id"])
+        return not attempts or any(a.at > paused_at for a in attempts)
+
+    while row["status"] != "completed" and not went_on() and time.monotonic() < deadline:
         remaining("the invocation to retry again after your resume")
         time.sleep(0.2)
         row = admin.invocation(row["id"]) or row
@@ -417,7 +427,7 @@ def _went_on(admin: Admin, row: dict[str, Any], noted: int) -> dict[str, Any]:
 
 def _settled_resume(admin: Admin, row: dict[str, Any]) -> dict[str, Any]:
     """Return the row once a resume just sent has landed (it is no longer paused), or after a short wait."""
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + _LAND
     while row["status"] == "paused" and time.monotonic() < deadline:
         remaining("the invocation to leave 'paused' after your resume")
         time.sleep(0.2)

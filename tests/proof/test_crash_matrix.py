@@ -641,11 +641,11 @@ class OrchestrationLab:
                 gate.wait_reached(timeout=240, alive=lambda: self.agents.running)
             if point.kind == "report":
                 done = 4 - len(point.held)
-                wait_for(
-                    "the researchers that are not held",
-                    lambda: sum(self._effects(point, key, []).values()) >= done,
-                    120,
+                finished = (
+                    f"SELECT id FROM sys_invocation WHERE invoked_by_id = '{sent.invocation_id}' "
+                    "AND status = 'completed'"
                 )
+                wait_for("the researchers that are not held", lambda: len(self.admin.query(finished)) >= done, 120)
             killed, status = self.agents.pid, self.admin.status(sent.invocation_id)
             self.agents.kill()
             self.agents.start(timeout=180)

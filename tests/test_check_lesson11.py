@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,7 +17,6 @@ from agent_lib.agents.orchestration import order_desk_service, research_gate
 from agent_lib.check import CheckResult, _core
 from agent_lib.check._core import Began
 from agent_lib.clients import Admin, Ingress
-from agent_lib.ledger import Ledger
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
 
@@ -63,19 +61,16 @@ class Reports:
     not_killed: tuple[str, str]
 
 
-def _research(ledger: Ledger, report_id: str) -> dict[int, int]:
-    return dict(Counter(e.detail["index"] for e in ledger.effects("research") if e.detail["report_id"] == report_id))
-
-
-def _killed_report(ingress: Ingress, ledger: Ledger, agents: AgentProcess, held: tuple[int, ...]) -> tuple[str, str]:
+def _killed_report(ingress: Ingress, admin: Admin, agents: AgentProcess, held: tuple[int, ...]) -> tuple[str, str]:
+    """Send a report, hold `held` researchers at their gates, kill once the others completed, restart, wait."""
     report_id = f"r-{uuid.uuid4().hex[:8]}"
     gates = [research_gate(report_id, i).arm() for i in held]
     sent = ingress.send("ReportOrchestrator", "write", {"report_id": report_id, "topic": "wind farms"})
     for gate in gates:
         gate.wait_reached(timeout=120, alive=lambda: agents.running)
-    finished = 4 - len(held)
+    sql = f"SELECT id FROM sys_invocation WHERE invoked_by_id = '{sent.invocation_id}' AND status = 'completed'"
     deadline = time.monotonic() + 60
-    while sum(_research(ledger, report_id).values()) < finished and time.monotonic() < deadline:
+    while len(admin.query(sql)) < 4 - len(held) and time.monotonic() < deadline:
         time.sleep(0.05)
     agents.kill()
     agents.start(timeout=120)
@@ -86,12 +81,11 @@ def _killed_report(ingress: Ingress, ledger: Ledger, agents: AgentProcess, held:
 @pytest.fixture(scope="module")
 def reports(restate_server: RestateServer, _kit_data: Path) -> Iterator[Reports]:
     admin, ingress = Admin(restate_server.admin_url), Ingress(restate_server.ingress_url)
-    ledger = Ledger(Path(_kit_data) / "ledger.sqlite")
     began = begin(admin)
     with AgentProcess(ORCHESTRATOR, admin=admin, name="l11-check-orchestrator") as agents:
         agents.start(timeout=120)
-        killed = _killed_report(ingress, ledger, agents, held=(3,))
-        all_held = _killed_report(ingress, ledger, agents, held=(0, 1, 2, 3))
+        killed = _killed_report(ingress, admin, agents, held=(3,))
+        all_held = _killed_report(ingress, admin, agents, held=(0, 1, 2, 3))
         report_id = f"r-{uuid.uuid4().hex[:8]}"
         sent = ingress.send("ReportOrchestrator", "write", {"report_id": report_id, "topic": "wind farms"})
         ingress.attach(sent.invocation_id)

@@ -85,7 +85,8 @@ def exercise_1(admin: Admin, report_id: str, invocation_id: str, *, ledger: Ledg
     require(
         not twice,
         f"question(s) {twice} of report {report_id!r} were looked up more than once: {dict(runs)}",
-        "kill only while a researcher is held at its gate, inside its step: then no finished look-up runs again",
+        "kill once the other researchers' invocations completed (researchers_finished(invocation_id)): a look-up "
+        "killed before its step was journaled runs again",
     )
     calls = effects_of("model_call", invocation_id=invocation_id, ledger=ledger)
     require(

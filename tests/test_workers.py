@@ -16,7 +16,7 @@ from agent_lib.gates import Gate
 from agent_lib.ledger import Ledger
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess, ServingError
-from tests.agents.probes import hook_name
+from tests.agents.probe_points import hook_name
 
 pytestmark = pytest.mark.slow
 

@@ -20,6 +20,10 @@ One setting differs from the finished agents: the handlers may retry 600 times i
 (same intervals), so that a slow restart on a loaded machine never pauses an invocation.
 
     AgentProcess(["tests.agents.probes:weather_service", ...], env={"AGENT_GATE_DIR": ...})
+
+Import this module only in the agent process it serves: it patches the SDK for the whole process. A test imports
+the hook names from tests/agents/probe_points.py (importing this module into the test process once broke
+lesson 05's in-process ConsultingAgent check: its `restate.gather` refused the probed, non-SDK futures).
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -36,6 +39,7 @@ from restate.server_context import ServerInvocationContext, current_context
 
 from agent_lib.gates import hit
 from agent_lib.ledger import default_ledger
+from tests.agents.probe_points import PHASES, TARGETS, hook_name
 
 os.environ.setdefault("CLAIMS_SERVICE_PREFIX", "Proof")
 os.environ.setdefault("CLAIMS_APPROVAL_TIMEOUT", "1h")
@@ -45,19 +49,6 @@ from agent_lib.agents.claims import approvals_service, claims_service  # noqa: E
 from agent_lib.agents.weather import weather_service  # noqa: E402
 
 __all__ = ["PHASES", "TARGETS", "approvals_service", "claims_service", "hook_name", "weather_service"]
-
-TARGETS = [
-    "tests.agents.probes:weather_service",
-    "tests.agents.probes:claims_service",
-    "tests.agents.probes:approvals_service",
-]
-PHASES = ("before", "start", "done", "after")
-_SLUG = re.compile(r"[^A-Za-z0-9_-]+")
-
-
-def hook_name(key: str, step: str, phase: str) -> str:
-    """Return the gate name of one hook point: `proof.<key>.<step>.<phase>` (e.g. step "call LLM")."""
-    return f"proof.{_SLUG.sub('_', key)}.{_SLUG.sub('_', step)}.{phase}"
 
 
 def _key(ctx: Any) -> str:

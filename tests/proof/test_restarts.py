@@ -18,7 +18,7 @@ from agent_lib.gates import Gate
 from agent_lib.ledger import Ledger
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
-from tests.agents.probes import TARGETS, hook_name
+from tests.agents.probe_points import TARGETS, hook_name
 
 from .conftest import Evidence
 from .helpers import pending_request, wait_for, wait_status

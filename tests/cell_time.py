@@ -24,6 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 BUDGET = 30.0
 """Seconds a lesson cell may take on a quiet machine."""
 
@@ -58,8 +60,18 @@ def cell_seconds(nb: Any) -> list[tuple[int, float, str]]:
     return times
 
 
+_RECORD_IN: list[str] = []
+"""Where this run writes cell-times.jsonl: RESTATE_KIT_DATA as the run began (a worker's lab dir, under xdist).
+Read at configure time, because tests/conftest.py points RESTATE_KIT_DATA at a temp dir while tests run."""
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    _RECORD_IN[:] = [os.environ.get("RESTATE_KIT_DATA", "")]
+
+
 def _record(path: Path, times: list[tuple[int, float, str]], limit: float) -> None:
-    where = os.environ.get("RESTATE_KIT_DATA")
+    where = _RECORD_IN[0] if _RECORD_IN else os.environ.get("RESTATE_KIT_DATA")
     if not where:
         return
     slowest = sorted(times, key=lambda t: -t[1])[:5]

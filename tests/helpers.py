@@ -1,0 +1,66 @@
+"""What the tests share: a refused check's assertions, bounded polls and status waits, and a begin() past the clock.
+
+Every wait here polls with a deadline and fails with what it waited for; none asserts a time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from agent_lib.check import Began, CheckResult
+from agent_lib.clients import Admin
+
+__all__ = ["CLOCK_SEPARATION", "begin", "failed", "wait_for", "wait_status"]
+
+T = TypeVar("T")
+
+CLOCK_SEPARATION = 0.02
+"""Seconds to wait after begin(): the server may stamp an invocation sent at once 1 ms before begin() read its clock."""
+
+
+def failed(result: CheckResult, *words: str) -> CheckResult:
+    """Assert that a check refused, that its message holds each of `words`, and that it says what to try; return it."""
+    assert not result.ok and not result, f"the check passed, but should refuse: {result}"
+    missing = [w for w in words if w not in result.message]
+    assert not missing, f"the refusal does not say {missing}: {result.message}"
+    assert result.hint.strip(), f"a refusal says what to try, but this one has no hint: {result}"
+    assert str(result).startswith("FAIL "), str(result)
+    return result
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, every: float = 0.2) -> T:
+    """Poll `probe` until it returns something true; return it, or raise AssertionError naming `what` at `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: still not the case after {timeout:g} s")
+        time.sleep(every)
+
+
+def wait_status(admin: Admin, invocation_id: str, status: str, timeout: float = 60.0) -> dict[str, Any]:
+    """Wait until an invocation has `status`; return its sys_invocation row."""
+    seen: list[object] = [None]
+
+    def probe() -> dict[str, Any] | None:
+        row = admin.invocation(invocation_id)
+        seen[0] = row and row.get("status")
+        return row if row is not None and row.get("status") == status else None
+
+    try:
+        return wait_for(f"{invocation_id} is {status}", probe, timeout)
+    except AssertionError as err:
+        raise AssertionError(f"{err} (its status: {seen[0]})") from None
+
+
+def begin(lesson: int, admin: Admin, *args: Any) -> Began:
+    """Begin lesson `lesson`'s exercises (check.lesson_NN.begin), then wait CLOCK_SEPARATION so later work is newer."""
+    began = importlib.import_module(f"agent_lib.check.lesson_{lesson:02d}").begin(admin, *args)
+    time.sleep(CLOCK_SEPARATION)
+    assert isinstance(began, Began)
+    return began

@@ -22,6 +22,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 
 from . import _http
+from ._sql import sql_literal
 from .server import DEFAULT_ADMIN_PORT, DEFAULT_INGRESS_PORT
 
 __all__ = [
@@ -406,7 +407,7 @@ class Admin(_Http):
 
     def invocation(self, invocation_id: str) -> dict[str, Any] | None:
         """Return the sys_invocation row of one invocation, or None."""
-        rows = self.query(f"SELECT * FROM sys_invocation WHERE id = {_sql_str(invocation_id)}")
+        rows = self.query(f"SELECT * FROM sys_invocation WHERE id = {sql_literal(invocation_id)}")
         return rows[0] if rows else None
 
     def status(self, invocation_id: str) -> str | None:
@@ -416,7 +417,7 @@ class Admin(_Http):
 
     def invocations(self, service: str | None = None) -> list[dict[str, Any]]:
         """Return the sys_invocation rows, optionally of one service, newest first."""
-        where = f"WHERE target_service_name = {_sql_str(service)}" if service else ""
+        where = f"WHERE target_service_name = {sql_literal(service)}" if service else ""
         return self.query(f"SELECT * FROM sys_invocation {where} ORDER BY created_at DESC")
 
     def journal(self, invocation_id: str) -> list[dict[str, Any]]:
@@ -427,7 +428,7 @@ class Admin(_Http):
         """
         rows = self.query(
             "SELECT index, entry_type, name, appended_at, entry_json "
-            f"FROM sys_journal WHERE id = {_sql_str(invocation_id)} ORDER BY index"
+            f"FROM sys_journal WHERE id = {sql_literal(invocation_id)} ORDER BY index"
         )
         columns = ("index", "entry_type", "name", "appended_at", "entry_json")
         return [{c: (row.get(c) if row.get(c) != "" else None) for c in columns} for row in rows]
@@ -446,7 +447,7 @@ class Admin(_Http):
         """Return a virtual object's state as {key: value as UTF-8 text}."""
         rows = self.query(
             "SELECT key, value_utf8 FROM state "
-            f"WHERE service_name = {_sql_str(service)} AND service_key = {_sql_str(key)}"
+            f"WHERE service_name = {sql_literal(service)} AND service_key = {sql_literal(key)}"
         )
         return {r["key"]: r["value_utf8"] for r in rows}
 
@@ -469,7 +470,3 @@ class Admin(_Http):
         """Resume a paused invocation, optionally on another deployment."""
         params = {"deployment": deployment_id} if deployment_id else None
         self._request("PATCH", f"/invocations/{quote(invocation_id, safe='')}/resume", params=params)
-
-
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"

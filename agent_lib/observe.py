@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from ._sql import sql_literal
 from .clients import Admin
 from .clients import ui_url as _ui_url
 
@@ -74,10 +75,6 @@ class DrainError(RuntimeError):
     """A deployment still has invocations in flight, so removing it would strand them."""
 
 
-def _q(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _ts(value: Any) -> pd.Timestamp | None:
     if value in (None, ""):
         return None
@@ -102,7 +99,7 @@ def journal_entries(admin: Admin, invocation_id: str) -> pd.DataFrame:
     """Return an invocation's journal as a table: index, entry_type, name, appended_at, at (s), detail."""
     rows = admin.query(
         "SELECT index, entry_type, name, appended_at, entry_lite_json "
-        f"FROM sys_journal WHERE id = {_q(invocation_id)} ORDER BY index"
+        f"FROM sys_journal WHERE id = {sql_literal(invocation_id)} ORDER BY index"
     )
     frame = pd.DataFrame(
         [
@@ -129,7 +126,7 @@ def journal_events(admin: Admin, invocation_id: str) -> pd.DataFrame:
     """Return the events the server recorded beside the journal (TransientError, Paused, ...)."""
     rows = admin.query(
         "SELECT after_journal_entry_index, appended_at, event_type, event_json "
-        f"FROM sys_journal_events WHERE id = {_q(invocation_id)} ORDER BY appended_at"
+        f"FROM sys_journal_events WHERE id = {sql_literal(invocation_id)} ORDER BY appended_at"
     )
     records = []
     for r in rows:
@@ -247,7 +244,7 @@ def _where(*conditions: str | None) -> str:
 
 
 def _service(service: str | None) -> str | None:
-    return f"target_service_name = {_q(service)}" if service else None
+    return f"target_service_name = {sql_literal(service)}" if service else None
 
 
 def monitor_frame(admin: Admin, service: str | None = None, *, limit: int = 20) -> pd.DataFrame:
@@ -291,18 +288,18 @@ def key_blockers(admin: Admin, service: str, key: str) -> pd.DataFrame:
     """Return who holds a virtual object's key (role "holds the key") and who waits behind it, in order."""
     holders = admin.query(
         "SELECT invocation_id FROM sys_keyed_service_status "
-        f"WHERE service_name = {_q(service)} AND service_key = {_q(key)}"
+        f"WHERE service_name = {sql_literal(service)} AND service_key = {sql_literal(key)}"
     )
     waiting = admin.query(
         "SELECT id, sequence_number FROM sys_inbox "
-        f"WHERE service_name = {_q(service)} AND service_key = {_q(key)} ORDER BY sequence_number"
+        f"WHERE service_name = {sql_literal(service)} AND service_key = {sql_literal(key)} ORDER BY sequence_number"
     )
     order = [(h["invocation_id"], "holds the key") for h in holders] + [
         (w["id"], f"waiting #{n}") for n, w in enumerate(waiting, start=1)
     ]
     if not order:
         return pd.DataFrame(columns=["role", *MONITOR_COLUMNS])
-    ids = ", ".join(_q(i) for i, _ in order)
+    ids = ", ".join(sql_literal(i) for i, _ in order)
     details = {r["id"]: r for r in admin.query(f"SELECT {_INVOCATION_COLUMNS} FROM sys_invocation WHERE id IN ({ids})")}
     frame = _invocation_frame([details.get(i, {"id": i, "key": key}) for i, _ in order])
     frame.insert(0, "role", [role for _, role in order])
@@ -313,7 +310,7 @@ def in_flight(admin: Admin, deployment_id: str) -> pd.DataFrame:
     """Return the unfinished invocations pinned to a deployment (they must finish before it goes)."""
     rows = admin.query(
         f"SELECT {_INVOCATION_COLUMNS} FROM sys_invocation "
-        f"{_where(_OPEN, f'pinned_deployment_id = {_q(deployment_id)}')} ORDER BY created_at"
+        f"{_where(_OPEN, f'pinned_deployment_id = {sql_literal(deployment_id)}')} ORDER BY created_at"
     )
     return _invocation_frame(rows)
 
@@ -322,11 +319,10 @@ def service_deployments(admin: Admin, service: str) -> pd.DataFrame:
     """Return a service's deployments, oldest first: id, endpoint, created_at, latest, in_flight."""
     rows = admin.query(
         "SELECT id, endpoint, created_at FROM sys_deployment "
-        f"WHERE array_has(services, {_q(service)}) ORDER BY created_at"
+        f"WHERE array_has(services, {sql_literal(service)}) ORDER BY created_at"
     )
-    latest = {
-        r["deployment_id"] for r in admin.query(f"SELECT deployment_id FROM sys_service WHERE name = {_q(service)}")
-    }
+    served = admin.query(f"SELECT deployment_id FROM sys_service WHERE name = {sql_literal(service)}")
+    latest = {r["deployment_id"] for r in served}
     counts = {
         r["deployment"]: int(r["n"])
         for r in admin.query(
@@ -499,7 +495,8 @@ def wait_for_state(admin: Admin, service: str, key: str, name: str, *, timeout: 
 
 def _in_flight_on_key(admin: Admin, service: str, key: str) -> dict[str, Any] | None:
     rows = admin.query(
-        f"SELECT * FROM sys_invocation WHERE target_service_name = {_q(service)} AND target_service_key = {_q(key)} "
+        f"SELECT * FROM sys_invocation WHERE target_service_name = {sql_literal(service)} "
+        f"AND target_service_key = {sql_literal(key)} "
         f"AND {_OPEN} ORDER BY created_at DESC LIMIT 1"
     )
     return rows[0] if rows else None

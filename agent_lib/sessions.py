@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ._sql import sql_literal
 from .clients import Admin, Ingress
 
 if TYPE_CHECKING:
@@ -51,16 +52,12 @@ def state_key(session_id: str = DEFAULT_SESSION_ID) -> str:
     return f"session_store::{session_id}"
 
 
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def session_size(admin: Admin, service: str, key: str, session_id: str = DEFAULT_SESSION_ID) -> int:
     """Return the stored session's size in bytes (0 if there is none yet)."""
     rows = admin.query(
         "SELECT length(value) AS bytes FROM state "
-        f"WHERE service_name = {_sql_str(service)} AND service_key = {_sql_str(key)} "
-        f"AND key = {_sql_str(state_key(session_id))}"
+        f"WHERE service_name = {sql_literal(service)} AND service_key = {sql_literal(key)} "
+        f"AND key = {sql_literal(state_key(session_id))}"
     )
     return int(rows[0]["bytes"]) if rows else 0
 

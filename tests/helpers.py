@@ -31,7 +31,7 @@ def failed(result: CheckResult, *words: str) -> CheckResult:
     return result
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, every: float = 0.2) -> T:
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 120.0, every: float = 0.2) -> T:
     """Poll `probe` until it returns something true; return it, or raise AssertionError naming `what` at `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -43,7 +43,7 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, ev
         time.sleep(every)
 
 
-def wait_status(admin: Admin, invocation_id: str, status: str, timeout: float = 60.0) -> dict[str, Any]:
+def wait_status(admin: Admin, invocation_id: str, status: str, timeout: float = 120.0) -> dict[str, Any]:
     """Wait until an invocation has `status`; return its sys_invocation row."""
     seen: list[object] = [None]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .._sql import sql_literal
 from ..clients import Admin, Ingress
 from ..sessions import stored_session
 from . import _core
@@ -23,10 +24,6 @@ _SERVE_HINT = "serve it in this kernel again (serve_in_kernel), then run the che
 def begin(admin: Admin) -> Began:
     """Record that you begin lesson 01's exercises now: the checks judge only what you serve and send after it."""
     return _core.begin(1, admin)
-
-
-def _sql(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _events(session: dict[str, Any]) -> list[dict[str, Any]]:
@@ -122,7 +119,7 @@ def exercise_2(ingress: Ingress, admin: Admin, key: str, service: str = "MyForec
     _serving(admin, service)
     turns = admin.query(
         "SELECT id, created_at FROM sys_invocation "
-        f"WHERE target_service_name = {_sql(service)} AND target_service_key = {_sql(key)} "
+        f"WHERE target_service_name = {sql_literal(service)} AND target_service_key = {sql_literal(key)} "
         "AND target_handler_name = 'run' ORDER BY created_at"
     )
     for row in turns:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from .._sql import sql_literal
 from ..clients import Admin, Ingress
 from ..sessions import session_events, state_key, stored_session, user_messages
 from . import _core
@@ -65,13 +66,9 @@ def _ms(value: str) -> str:
     return f"{_time(value):%H:%M:%S.%f}"[:-3]
 
 
-def _sql(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _services_with_key(admin: Admin, key: str) -> list[str]:
     rows = admin.query(
-        f"SELECT DISTINCT target_service_name AS s FROM sys_invocation WHERE target_service_key = {_sql(key)}"
+        f"SELECT DISTINCT target_service_name AS s FROM sys_invocation WHERE target_service_key = {sql_literal(key)}"
     )
     return sorted(str(r["s"]) for r in rows)
 
@@ -81,7 +78,8 @@ def exercise_1(admin: Admin, key: str, statuses: Sequence[str], *, service: str 
     """Three messages sent at once to one new key: one at work, the others queued; they ran one by one."""
     rows = admin.query(
         "SELECT id, status, created_at, running_at, completed_at FROM sys_invocation "
-        f"WHERE target_service_name = {_sql(service)} AND target_service_key = {_sql(key)} ORDER BY created_at"
+        f"WHERE target_service_name = {sql_literal(service)} AND target_service_key = {sql_literal(key)} "
+        "ORDER BY created_at"
     )
     if not rows:
         elsewhere = _services_with_key(admin, key)
@@ -208,7 +206,7 @@ def exercise_2(ingress: Ingress, admin: Admin, key: str, name: str, *, service: 
     assert session is not None
     turns = admin.query(
         "SELECT created_at FROM sys_invocation "
-        f"WHERE target_service_name = {_sql(service)} AND target_service_key = {_sql(key)} "
+        f"WHERE target_service_name = {sql_literal(service)} AND target_service_key = {sql_literal(key)} "
         "AND target_handler_name = 'run' ORDER BY created_at"
     )
     if turns and _before_began(turns[0]["created_at"]):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from .._sql import sql_literal
 from ..clients import Admin, Ingress, RestateError
 from ..ledger import Ledger
 from ..models import uses_gemini
@@ -65,10 +66,6 @@ def begin(admin: Admin) -> Began:
     return _core.begin(4, admin)
 
 
-def _sql(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def run_invocation(admin: Admin, agent: str, claim_id: str) -> dict[str, Any]:
     """Return the sys_invocation row of the claims agent's `run` that processed one claim.
 
@@ -77,7 +74,7 @@ def run_invocation(admin: Admin, agent: str, claim_id: str) -> dict[str, Any]:
     """
     rows = admin.query(
         "SELECT * FROM sys_invocation "
-        f"WHERE target_service_name = {_sql(agent)} AND target_service_key = {_sql(claim_id)} "
+        f"WHERE target_service_name = {sql_literal(agent)} AND target_service_key = {sql_literal(claim_id)} "
         "AND target_handler_name = 'run' ORDER BY created_at"
     )
     require(
@@ -256,7 +253,7 @@ def exercise_2(
             raise _core.Fail(_escalated(paid, claim_id), _LONG_TIMEOUT)
     decisions = admin.query(
         "SELECT id, created_at, completion_result, completion_failure FROM sys_invocation "
-        f"WHERE target_service_name = {_sql(approvals)} AND target_service_key = {_sql(claim_id)} "
+        f"WHERE target_service_name = {sql_literal(approvals)} AND target_service_key = {sql_literal(claim_id)} "
         "AND target_handler_name = 'decide' AND status = 'completed' ORDER BY created_at"
     )
     refused = [d for d in decisions if str(d.get("completion_failure") or "").startswith("[403]")]
@@ -284,7 +281,7 @@ def exercise_2(
     decided_at = created_at(accepted[0]["created_at"])
     requests = admin.query(
         "SELECT created_at FROM sys_invocation "
-        f"WHERE target_service_name = {_sql(approvals)} AND target_service_key = {_sql(claim_id)} "
+        f"WHERE target_service_name = {sql_literal(approvals)} AND target_service_key = {sql_literal(claim_id)} "
         "AND target_handler_name = 'request' ORDER BY created_at"
     )
     asked_at = created_at(requests[0]["created_at"]) if requests else None
@@ -329,7 +326,7 @@ def exercise_3(
     run = require_new(admin, run_invocation(admin, agent, claim_id), f"the claim {claim_id!r}: its run", _NEW_CLAIM)
     refusals = admin.query(
         "SELECT id FROM sys_invocation "
-        f"WHERE target_service_name = {_sql(approvals)} AND target_service_key = {_sql(claim_id)} "
+        f"WHERE target_service_name = {sql_literal(approvals)} AND target_service_key = {sql_literal(claim_id)} "
         "AND target_handler_name = 'decide' AND completion_failure LIKE '[403]%'"
     )
     why = "a decision on it was refused as not allowed: eve's panel tried it" if refusals else "you passed it there"

@@ -10,6 +10,7 @@ import os
 from datetime import UTC
 from typing import Any
 
+from .._sql import sql_literal
 from ..agents.specialists import (
     SPECIALISTS,
     CheckTime,
@@ -60,10 +61,6 @@ def begin(admin: Admin) -> Began:
     return _core.begin(5, admin)
 
 
-def _sql(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _span(times: list[CheckTime]) -> float:
     return max(t.finished for t in times) - min(t.started for t in times)
 
@@ -79,7 +76,7 @@ def _triaged_by(admin: Admin, claim_id: str, ledger: Ledger | None) -> set[str]:
     rows = admin.query(
         "SELECT c.target_service_name AS service, c.target_handler_name AS handler, p.target_service_name AS "
         "parent, p.target_handler_name AS parent_handler FROM sys_invocation c LEFT JOIN sys_invocation p "
-        f"ON p.id = c.invoked_by_id WHERE c.id IN ({', '.join(_sql(str(i)) for i in ids)})"
+        f"ON p.id = c.invoked_by_id WHERE c.id IN ({', '.join(sql_literal(str(i)) for i in ids)})"
     )
     return {
         f"{r['parent']}/{r['parent_handler']}" if r.get("parent") else f"{r['service']}/{r['handler']}" for r in rows
@@ -171,13 +168,13 @@ def exercise_1(
 
 
 def _service_type(admin: Admin, service: str) -> str:
-    rows = admin.query(f"SELECT ty FROM sys_service WHERE name = {_sql(service)}")
+    rows = admin.query(f"SELECT ty FROM sys_service WHERE name = {sql_literal(service)}")
     return str(rows[0]["ty"]) if rows else ""
 
 
 def _tool_calls(admin: Admin, service: str, key: str) -> list[str]:
     rows = admin.query(
-        f"SELECT key FROM state WHERE service_name = {_sql(service)} AND service_key = {_sql(key)} "
+        f"SELECT key FROM state WHERE service_name = {sql_literal(service)} AND service_key = {sql_literal(key)} "
         "AND key LIKE 'session_store::%'"
     )
     calls: list[str] = []
@@ -258,7 +255,7 @@ def _why_unfinished(admin: Admin, row: dict[str, Any], claim_id: str) -> None:
     )
     waiting = [row] + admin.query(
         "SELECT id, target_service_name, status FROM sys_invocation "
-        f"WHERE invoked_by_id = {_sql(row['id'])} AND status != 'completed'"
+        f"WHERE invoked_by_id = {sql_literal(row['id'])} AND status != 'completed'"
     )
     paused = [w for w in waiting if w["status"] == "paused"]
     require(
@@ -283,7 +280,7 @@ def _stopped_specialist(admin: Admin, row: dict[str, Any]) -> str:
     """Return the specialist an unfinished triage waits for whose process is stopped, or ""."""
     children = admin.query(
         "SELECT target_service_name AS service, pinned_deployment_id AS dep, status FROM sys_invocation "
-        f"WHERE invoked_by_id = {_sql(row['id'])}"
+        f"WHERE invoked_by_id = {sql_literal(row['id'])}"
     )
     for child in children:
         if child["status"] != "completed":
@@ -338,7 +335,7 @@ def exercise_3(
             "pass the claim you sent to the triage",
         )
     children = admin.query(
-        f"SELECT id, target_service_name FROM sys_invocation WHERE invoked_by_id = {_sql(triage_invocation_id)}"
+        f"SELECT id, target_service_name FROM sys_invocation WHERE invoked_by_id = {sql_literal(triage_invocation_id)}"
     )
     fraud = [c["id"] for c in children if c["target_service_name"] == "FraudAgent"]
     require(fraud, "this triage called no FraudAgent", "triage with 'triage', which calls the three specialists")

@@ -11,6 +11,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from .._sql import sql_literal
 from ..agents.versioned import SERVICE_NAME
 from ..clients import Admin, Ingress, RestateError
 from . import _core
@@ -34,10 +35,6 @@ __all__ = ["begin", "exercise_1", "exercise_2", "exercise_3"]
 def begin(admin: Admin) -> Began:
     """Begin lesson 07's exercises now (server time): the checks then judge only the refunds made after it."""
     return _core.begin(7, admin)
-
-
-def _sql(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _refund(admin: Admin, invocation_id: str, what: str) -> dict[str, Any]:
@@ -82,7 +79,7 @@ def _require_done(admin: Admin, row: dict[str, Any], what: str) -> dict[str, Any
     _require_started(admin, row, what)
     key = str(row.get("target_service_key"))
     waiting = admin.query(
-        f"SELECT key FROM state WHERE service_name = {_sql(SERVICE_NAME)} AND service_key = {_sql(key)} "
+        f"SELECT key FROM state WHERE service_name = {sql_literal(SERVICE_NAME)} AND service_key = {sql_literal(key)} "
         "AND key = 'approval'"
     )
     if waiting:
@@ -114,7 +111,7 @@ def _deployment_created(admin: Admin, deployment_id: str) -> datetime:
 def _failures(admin: Admin, invocation_id: str) -> list[dict[str, Any]]:
     rows = admin.query(
         "SELECT event_type, appended_at, event_json FROM sys_journal_events "
-        f"WHERE id = {_sql(invocation_id)} ORDER BY appended_at"
+        f"WHERE id = {sql_literal(invocation_id)} ORDER BY appended_at"
     )
     events = []
     for row in rows:

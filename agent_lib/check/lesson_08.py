@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .._sql import sql_literal
 from ..clients import Admin, Ingress, RestateError
 from ..observe import timeline
 from . import _core
@@ -100,10 +101,6 @@ def _watching(cluster: Any = None) -> _Watch:
     return _watch
 
 
-def _sql(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _query(admin: Admin, sql: str) -> list[dict[str, Any]]:
     """Run a query, asking again for a while if the cluster answers 5xx (a node down: partitions moving)."""
     deadline = time.monotonic() + 30
@@ -123,7 +120,7 @@ def _row(admin: Admin, invocation_id: str) -> dict[str, Any]:
         f"{invocation_id!r} is not an invocation id",
         "pass an id like 'inv_1abc...', as `ingress.send(...).invocation_id` gave it",
     )
-    rows = _query(admin, f"SELECT * FROM sys_invocation WHERE id = {_sql(invocation_id)}")
+    rows = _query(admin, f"SELECT * FROM sys_invocation WHERE id = {sql_literal(invocation_id)}")
     require(rows, f"the cluster has no invocation {invocation_id!r}", "pass the id that ingress.send(...) gave you")
     return rows[0]
 
@@ -139,7 +136,7 @@ def _receipt(admin: Admin, invocation_id: str) -> str | None:
     """Return the receipt number a claim names, read from its journal's input (the message, as bytes)."""
     rows = _query(
         admin,
-        f"SELECT entry_json FROM sys_journal WHERE id = {_sql(invocation_id)} AND entry_type = 'Command: Input'",
+        f"SELECT entry_json FROM sys_journal WHERE id = {sql_literal(invocation_id)} AND entry_type = 'Command: Input'",
     )
     for row in rows:
         try:
@@ -159,8 +156,8 @@ def _require_finished(admin: Admin, row: dict[str, Any]) -> None:
     invocation_id, key, status = row["id"], row.get("target_service_key"), row.get("status")
     state = _query(
         admin,
-        f"SELECT key FROM state WHERE service_name = {_sql(row['target_service_name'])} "
-        f"AND service_key = {_sql(str(key))} AND key = 'approval'",
+        f"SELECT key FROM state WHERE service_name = {sql_literal(row['target_service_name'])} "
+        f"AND service_key = {sql_literal(str(key))} AND key = 'approval'",
     )
     if state:
         raise Fail(
@@ -230,7 +227,7 @@ def exercise_2(admin: Admin, idempotency_key: str, *, service: str = "ExpenseAge
     rows = _query(
         admin,
         "SELECT * FROM sys_invocation "
-        f"WHERE target_service_name = {_sql(service)} AND idempotency_key = {_sql(idempotency_key)}",
+        f"WHERE target_service_name = {sql_literal(service)} AND idempotency_key = {sql_literal(idempotency_key)}",
     )
     require(
         rows,
@@ -257,8 +254,9 @@ def exercise_2(admin: Admin, idempotency_key: str, *, service: str = "ExpenseAge
     same_key = _query(
         admin,
         "SELECT id, idempotency_key, created_at FROM sys_invocation "
-        f"WHERE target_service_name = {_sql(service)} AND target_handler_name = {_sql(row['target_handler_name'])} "
-        f"AND target_service_key = {_sql(row['target_service_key'])}",
+        f"WHERE target_service_name = {sql_literal(service)} "
+        f"AND target_handler_name = {sql_literal(row['target_handler_name'])} "
+        f"AND target_service_key = {sql_literal(row['target_service_key'])}",
     )
     again = [r["id"] for r in same_key if r["id"] != row["id"] and created_at(r["created_at"]) >= _core.began().at]
     require(

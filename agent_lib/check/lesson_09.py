@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
+from .._sql import sql_literal
 from ..agents.capstone import AGENT, APPROVALS, DESK, EMAIL_KIND
 from ..clients import Admin, Ingress
 from ..ledger import Effect, Ledger
@@ -24,14 +25,10 @@ def begin(admin: Admin) -> Began:
     return _core.begin(9, admin)
 
 
-def _sql(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _require_none_paused(admin: Admin, targets: dict[str, str]) -> None:
     """Fail if an invocation of these {service: key} is paused: it waits for a resume, not for time."""
     where = " OR ".join(
-        f"(target_service_name = {_sql(service)} AND target_service_key = {_sql(key)})"
+        f"(target_service_name = {sql_literal(service)} AND target_service_key = {sql_literal(key)})"
         for service, key in targets.items()
     )
     paused = admin.query(f"SELECT id, target_service_name FROM sys_invocation WHERE status = 'paused' AND ({where})")
@@ -79,7 +76,7 @@ def _customer(claim: str, ledger: Ledger | None) -> str:
 def _agent_runs(admin: Admin, agent: str, claim: str) -> list[dict[str, Any]]:
     return admin.query(
         "SELECT id FROM sys_invocation "
-        f"WHERE target_service_name = {_sql(agent)} AND target_service_key = {_sql(claim)}"
+        f"WHERE target_service_name = {sql_literal(agent)} AND target_service_key = {sql_literal(claim)}"
     )
 
 

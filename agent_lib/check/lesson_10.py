@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .._sql import sql_literal
 from ..agents.patterns import REFUND_KIND, model_call_audit, model_turns
 from ..clients import Admin, Ingress
 from . import _core
@@ -30,12 +31,8 @@ def begin(admin: Admin) -> Began:
     return _core.begin(10, admin)
 
 
-def _sql(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _service_type(admin: Admin, service: str) -> str:
-    rows = admin.query(f"SELECT ty FROM sys_service WHERE name = {_sql(service)}")
+    rows = admin.query(f"SELECT ty FROM sys_service WHERE name = {sql_literal(service)}")
     return str(rows[0]["ty"]) if rows else ""
 
 
@@ -154,7 +151,7 @@ def exercise_2(ingress: Ingress, admin: Admin, invocation_id: str) -> str:
 def _children(admin: Admin, invocation_id: str) -> list[str]:
     rows = admin.query(
         "SELECT target_service_name AS service FROM sys_invocation "
-        f"WHERE invoked_by_id = {_sql(invocation_id)} ORDER BY created_at"
+        f"WHERE invoked_by_id = {sql_literal(invocation_id)} ORDER BY created_at"
     )
     return [str(r["service"]) for r in rows]
 

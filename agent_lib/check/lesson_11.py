@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+from .._sql import sql_literal
 from ..agents.orchestration import SORRY, model_attempts, set_model_faults
 from ..clients import Admin, Ingress
 from ..ledger import Ledger
@@ -43,10 +44,6 @@ def begin(admin: Admin) -> Began:
     return _core.begin(11, admin)
 
 
-def _sql(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 @exercise(11, 1)
 def exercise_1(admin: Admin, report_id: str, invocation_id: str, *, ledger: Ledger | None = None) -> str:
     """Your report, killed after some research: each question looked up once, the planner not asked again."""
@@ -70,7 +67,7 @@ def exercise_1(admin: Admin, report_id: str, invocation_id: str, *, ledger: Ledg
         'pass the "report_id" you sent in the request body, exactly',
     )
     callers = {e.invocation_id for e in research}
-    ids = ", ".join(_sql(str(i)) for i in callers)
+    ids = ", ".join(sql_literal(str(i)) for i in callers)
     parents = {
         r.get("invoked_by_id") for r in admin.query(f"SELECT invoked_by_id FROM sys_invocation WHERE id IN ({ids})")
     }

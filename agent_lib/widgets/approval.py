@@ -24,6 +24,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from .._sql import sql_literal
 from ..clients import Admin, Ingress, RestateError
 
 __all__ = [
@@ -104,15 +105,11 @@ def format_amount(amount: float, currency: str) -> str:
     return f"{amount:,.2f} {currency}".strip()
 
 
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def pending_requests(admin: Admin, service: str) -> list[ApprovalRequest]:
     """Read every pending request of an approvals service from the server's state table."""
     rows = admin.query(
         "SELECT service_key, value_utf8 FROM state "
-        f"WHERE service_name = {_sql_str(service)} AND key = 'pending' ORDER BY service_key"
+        f"WHERE service_name = {sql_literal(service)} AND key = 'pending' ORDER BY service_key"
     )
     requests = []
     for row in rows:
@@ -130,7 +127,7 @@ def invocation_statuses(admin: Admin, invocation_ids: Iterable[str]) -> dict[str
     ids = sorted({i for i in invocation_ids if i})
     if not ids:
         return {}
-    rows = admin.query(f"SELECT id, status FROM sys_invocation WHERE id IN ({', '.join(map(_sql_str, ids))})")
+    rows = admin.query(f"SELECT id, status FROM sys_invocation WHERE id IN ({', '.join(map(sql_literal, ids))})")
     return {r["id"]: r["status"] for r in rows}
 
 

@@ -22,9 +22,10 @@ from agent_lib.clients import Admin, Ingress, RestateError
 from agent_lib.ledger import Ledger
 from agent_lib.server import RestateServer, ServerError, free_port
 from agent_lib.serving import AgentProcess, ServingError
+from tests.helpers import wait_for, wait_status
 
 from .conftest import Evidence
-from .helpers import in_flight, pending_request, wait_for, wait_status
+from .helpers import in_flight, pending_request
 
 WEATHER, CLAIMS, APPROVALS = "WeatherAgent", "BadClaimsAgent", "BadClaimApprovals"
 HOTEL = {"customer": "Alice", "amount": 1800, "description": "hotel, 5 nights"}

@@ -29,9 +29,10 @@ from agent_lib.ledger import Ledger
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
 from tests.agents.probe_points import TARGETS, hook_name
+from tests.helpers import wait_for, wait_status
 
 from .conftest import Evidence
-from .helpers import pending_request, wait_for, wait_status
+from .helpers import pending_request
 
 RUNS = (1, 2, 3)
 """Each kill point is hit in 3 rounds; `make test` runs the first (every point once), `make test-all` all three."""

@@ -19,9 +19,10 @@ from agent_lib.ledger import Ledger
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
 from tests.agents.probe_points import TARGETS, hook_name
+from tests.helpers import wait_for, wait_status
 
 from .conftest import Evidence
-from .helpers import pending_request, wait_for, wait_status
+from .helpers import pending_request
 
 WEATHER, CLAIMS, APPROVALS = "WeatherAgent", "ProofClaimsAgent", "ProofClaimApprovals"
 HOTEL = {"customer": "Alice", "amount": 1800, "description": "hotel, 5 nights"}

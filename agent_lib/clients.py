@@ -470,3 +470,66 @@ class Admin(_Http):
         """Resume a paused invocation, optionally on another deployment."""
         params = {"deployment": deployment_id} if deployment_id else None
         self._request("PATCH", f"/invocations/{quote(invocation_id, safe='')}/resume", params=params)
+
+    def restart_as_new(
+        self, invocation_id: str, from_entry: int | None = None, *, deployment: str | None = None
+    ) -> str:
+        """Restart a completed invocation as a new one; return the new invocation's id (lesson 06).
+
+        With `from_entry`, the new invocation keeps the old journal's entries 0 to `from_entry` (included), and the
+        results of the steps among them: those steps are not run again, and it runs on the latest deployment
+        (`deployment`: "keep" for the old one's, or a deployment id). Without it, it starts again from its input.
+        """
+        if from_entry is not None and from_entry < 0:
+            raise ValueError(f"from_entry={from_entry}: pass a journal entry's index (0 or more), or None")
+        params: dict[str, Any] = {}
+        if from_entry:
+            params["from"] = from_entry
+            if deployment:
+                params["deployment"] = deployment
+        elif deployment:
+            raise ValueError("deployment= works with from_entry only: a restart from the start runs on the latest")
+        try:
+            answer = self._request(
+                "PATCH", f"/invocations/{quote(invocation_id, safe='')}/restart-as-new", params=params, retry=False
+            )
+        except RestateError as err:
+            raise RestateError(
+                err.status,
+                _restart_failure(err, invocation_id, from_entry),
+                method="PATCH",
+                url=err.url,
+                code=err.code,
+            ) from None
+        return str(answer["new_invocation_id"])
+
+
+def _restart_failure(err: RestateError, invocation_id: str, from_entry: int | None) -> str:
+    """Say why Restate refused to restart an invocation as new, and what to do (Restate's own words at the end)."""
+    said = err.message
+    if err.status == 404:
+        what = (
+            f"the server has no invocation {invocation_id}: check the id in sys_invocation (a finished invocation is "
+            "kept only as long as its service's retention)"
+        )
+    elif err.status == 409:
+        what = (
+            f"{invocation_id} has not completed: only a completed invocation can be restarted as new; wait for it "
+            "(ingress.attach), or end it first (admin.cancel, admin.kill)"
+        )
+    elif err.status == 410 or "not retained" in said:
+        what = (
+            f"the server kept no journal of {invocation_id}, so there is nothing to restart from: give the service a "
+            "journal retention (restate.VirtualObject(name, journal_retention=timedelta(days=1))), and restart a turn "
+            "that completed after that"
+        )
+    elif "without respective Completions" in said:
+        what = (
+            f"entry {from_entry} of {invocation_id}'s journal is past its last entry, or past a step that never got "
+            "its result: pick the index of an entry after a finished step (observe.journal_entries lists them)"
+        )
+    elif "invocation_id" in said:
+        what = f"{invocation_id!r} is not an invocation id: pass one like 'inv_1...', from sys_invocation"
+    else:
+        return said
+    return f"{what} (Restate: {said})"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,19 +9,19 @@ from pathlib import Path
 import pytest
 
 from agent_lib import check, observe
+from agent_lib.agents import hotel
 from agent_lib.agents.flaky import SERVICE_NAME, set_booking_api
-from agent_lib.check import CheckResult
 from agent_lib.check._core import Began, wait_until
 from agent_lib.clients import Admin, Ingress, RestateError
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
+from tests import helpers
+from tests.helpers import failed
 
 
 def begin(admin: Admin) -> Began:
-    """Begin lesson 06's exercises; then wait 20 ms: the server may stamp an invocation sent at once 1 ms before it."""
-    began = check.lesson_06.begin(admin)
-    time.sleep(0.02)
-    return began
+    """Begin lesson 06's exercises, a moment before the work the test does next."""
+    return helpers.begin(6, admin)
 
 
 RECIPE = (
@@ -62,11 +61,6 @@ def stuck(flaky: AgentProcess, ingress: Ingress, admin: Admin) -> Iterator[Calla
                 pass
 
 
-def _failed(result: CheckResult, *words: str) -> None:
-    assert not result.ok, result
-    assert all(w in result.message for w in words), result.message
-
-
 def test_recipe_passes_and_finds_the_checks_own_stuck_booking_too(
     stuck: Callable[..., str], ingress: Ingress, admin: Admin
 ) -> None:
@@ -100,7 +94,7 @@ def test_recipe_refuses_a_query_that_a_quiet_server_would_pass(
     """Issue 20: these passed as "nothing else" while nothing else was unfinished; the check's decoys catch them."""
     mine = stuck()
     result = check.lesson_06.exercise_1.sync(ingress, admin, sql, mine)
-    _failed(result, "your query also returns invocations the check planted", *named)
+    failed(result, "your query also returns invocations the check planted", *named)
     assert "filter on all three" in result.hint
     planted = admin.query(
         "SELECT id FROM sys_invocation WHERE status <> 'completed' AND "
@@ -121,7 +115,7 @@ def test_recipe_passes_with_the_lab_weather_agent_served_too(
 def test_recipe_fails_when_it_matches_one_id_only(stuck: Callable[..., str], ingress: Ingress, admin: Admin) -> None:
     mine = stuck()
     one = f"SELECT id FROM sys_invocation WHERE id = '{mine}'"
-    _failed(check.lesson_06.exercise_1.sync(ingress, admin, one, mine), "not the one the check left stuck")
+    failed(check.lesson_06.exercise_1.sync(ingress, admin, one, mine), "not the one the check left stuck")
 
 
 def test_recipe_fails_when_the_booking_was_killed_first(
@@ -130,13 +124,13 @@ def test_recipe_fails_when_the_booking_was_killed_first(
     mine = stuck()
     admin.kill(mine)
     observe.wait_for_status(admin, mine, "completed")
-    _failed(check.lesson_06.exercise_1.sync(ingress, admin, RECIPE, mine), "not stuck any more", "killed")
+    failed(check.lesson_06.exercise_1.sync(ingress, admin, RECIPE, mine), "not stuck any more", "killed")
 
 
 def test_recipe_fails_without_an_id_column(stuck: Callable[..., str], ingress: Ingress, admin: Admin) -> None:
     mine = stuck()
     sql = RECIPE.replace("SELECT id,", "SELECT id AS invocation,")
-    _failed(check.lesson_06.exercise_1.sync(ingress, admin, sql, mine), "select the invocation's id as `id`")
+    failed(check.lesson_06.exercise_1.sync(ingress, admin, sql, mine), "select the invocation's id as `id`")
 
 
 def test_recipe_refuses_a_booking_from_before_the_exercises(
@@ -144,7 +138,7 @@ def test_recipe_refuses_a_booking_from_before_the_exercises(
 ) -> None:
     mine = stuck()
     begin(admin)
-    _failed(check.lesson_06.exercise_1.sync(ingress, admin, RECIPE, mine), "before you began the exercises")
+    failed(check.lesson_06.exercise_1.sync(ingress, admin, RECIPE, mine), "before you began the exercises")
 
 
 def _queue(stuck: Callable[..., str], ingress: Ingress, admin: Admin) -> tuple[str, str]:
@@ -161,7 +155,7 @@ def test_cancel_passes_when_the_first_is_cancelled(stuck: Callable[..., str], in
     observe.wait_for_status(admin, second, ["running", "backing-off"])
     result = check.lesson_06.exercise_2.sync(admin, first, second)
     assert result.ok, result
-    _failed(check.lesson_06.exercise_2.sync(admin, second, first), "wrong order")
+    failed(check.lesson_06.exercise_2.sync(admin, second, first), "wrong order")
 
 
 def test_cancel_checked_at_once_waits_for_the_cancel_to_land(
@@ -179,14 +173,14 @@ def test_cancel_fails_when_the_first_is_killed(stuck: Callable[..., str], ingres
     first, second = _queue(stuck, ingress, admin)
     admin.kill(first)
     observe.wait_for_status(admin, first, "completed")
-    _failed(check.lesson_06.exercise_2.sync(admin, first, second), "'[409] killed', not by a cancel")
+    failed(check.lesson_06.exercise_2.sync(admin, first, second), "'[409] killed', not by a cancel")
 
 
 def test_cancel_fails_when_the_second_is_cancelled(stuck: Callable[..., str], ingress: Ingress, admin: Admin) -> None:
     first, second = _queue(stuck, ingress, admin)
     admin.cancel(second)
     wait_until(lambda: admin.status(second) in (None, "completed"), "the second message to end")
-    _failed(check.lesson_06.exercise_2.sync(admin, first, second), "did you cancel the second one?")
+    failed(check.lesson_06.exercise_2.sync(admin, first, second), "did you cancel the second one?")
 
 
 def test_cancel_fails_when_the_second_was_sent_after_the_first_ended(
@@ -197,7 +191,7 @@ def test_cancel_fails_when_the_second_was_sent_after_the_first_ended(
     admin.cancel(first)
     observe.wait_for_status(admin, first, "completed")
     second = stuck(key)
-    _failed(check.lesson_06.exercise_2.sync(admin, first, second), "never waited behind it")
+    failed(check.lesson_06.exercise_2.sync(admin, first, second), "never waited behind it")
 
 
 def _paused(stuck: Callable[..., str], admin: Admin) -> tuple[str, int]:
@@ -219,7 +213,7 @@ def test_a_paused_row_shows_no_retry_count_and_the_hint_says_where_to_read_it(
     observe.wait_for_retries(admin, invocation_id, count + 2)
     if from_paused_row == 0:
         result = check.lesson_06.exercise_3.sync(admin, invocation_id, from_paused_row)
-        _failed(result, "a retry count of 0")
+        failed(result, "a retry count of 0")
         assert "just before you pause" in result.hint
     assert check.lesson_06.exercise_3.sync(admin, invocation_id, count).ok
 
@@ -230,7 +224,7 @@ def test_resume_refuses_a_count_the_ledger_did_not_see_before_the_pause(
     invocation_id, count = _paused(stuck, admin)
     admin.resume(invocation_id)
     observe.wait_for_retries(admin, invocation_id, count + 2)
-    _failed(check.lesson_06.exercise_3.sync(admin, invocation_id, count + 50), "the ledger has only")
+    failed(check.lesson_06.exercise_3.sync(admin, invocation_id, count + 50), "the ledger has only")
 
 
 def test_resume_checked_at_once_waits_for_the_resume_to_land(stuck: Callable[..., str], admin: Admin) -> None:
@@ -242,17 +236,17 @@ def test_resume_checked_at_once_waits_for_the_resume_to_land(stuck: Callable[...
 
 def test_resume_passes_when_the_count_goes_on(stuck: Callable[..., str], admin: Admin) -> None:
     invocation_id, count = _paused(stuck, admin)
-    _failed(check.lesson_06.exercise_3.sync(admin, invocation_id, count), "still paused")
+    failed(check.lesson_06.exercise_3.sync(admin, invocation_id, count), "still paused")
     admin.resume(invocation_id)
     observe.wait_for_retries(admin, invocation_id, count + 2)
     result = check.lesson_06.exercise_3.sync(admin, invocation_id, count)
     assert result.ok, result
-    _failed(check.lesson_06.exercise_3.sync(admin, invocation_id, 0), "a retry count of 0")
+    failed(check.lesson_06.exercise_3.sync(admin, invocation_id, 0), "a retry count of 0")
 
 
 def test_resume_fails_on_an_invocation_never_paused(stuck: Callable[..., str], admin: Admin) -> None:
     invocation_id = stuck(retries=3)
-    _failed(check.lesson_06.exercise_3.sync(admin, invocation_id, 1), "never paused")
+    failed(check.lesson_06.exercise_3.sync(admin, invocation_id, 1), "never paused")
 
 
 def test_resume_fails_when_resumed_with_the_fix(stuck: Callable[..., str], ingress: Ingress, admin: Admin) -> None:
@@ -261,4 +255,117 @@ def test_resume_fails_when_resumed_with_the_fix(stuck: Callable[..., str], ingre
     set_booking_api(key, up=True)
     admin.resume(invocation_id)
     ingress.attach(invocation_id)
-    _failed(check.lesson_06.exercise_3.sync(admin, invocation_id, count), "it completed", "leave the booking API down")
+    failed(check.lesson_06.exercise_3.sync(admin, invocation_id, count), "it completed", "leave the booking API down")
+
+
+# --- exercise 4: restart a wrong turn as new, from a step, on the fix ---
+
+TRIP = "Book 2 nights in Porto and 3 nights in Faro"
+
+
+@pytest.fixture(scope="module")
+def hotel_versions(restate_server: RestateServer, _kit_data: Path) -> Iterator[dict[str, AgentProcess]]:
+    """HotelAgent v1 and v2, each its own process and deployment; `_latest` flips which one new turns go to."""
+    admin = Admin(restate_server.admin_url)
+    procs = {
+        version: AgentProcess(f"agent_lib.agents.hotel:service_{version}", admin=admin, name=f"l06-hotel-{version}")
+        for version in ("v1", "v2")
+    }
+    with procs["v1"], procs["v2"]:
+        yield procs
+
+
+def _latest(admin: Admin, proc: AgentProcess) -> None:
+    """Make `proc`'s deployment the latest of HotelAgent again (registering it again moves it to the front)."""
+    admin.register(proc.url)
+
+
+@pytest.fixture
+def trip(hotel_versions: dict[str, AgentProcess], ingress: Ingress, admin: Admin) -> str:
+    """A new guest's trip, answered wrongly by v1; then the fix, v2, is the latest deployment."""
+    begin(admin)
+    _latest(admin, hotel_versions["v1"])
+    sent = ingress.send(hotel.SERVICE_NAME, "run", TRIP, key=f"guest-{uuid.uuid4().hex[:6]}").invocation_id
+    assert ingress.attach(sent)["version"] == "v1"
+    _latest(admin, hotel_versions["v2"])
+    return sent
+
+
+def _entry(admin: Admin, turn: str, which: str) -> int:
+    """An entry of the trip's journal: "answer", its last call LLM; "booked", the entry before it; else, a booking."""
+    entries = admin.journal(turn)
+    answer = max(e["index"] for e in entries if e["name"] == "call LLM")
+    if which == "answer":
+        return int(answer)
+    booked = [e["index"] for e in entries if e["name"] == "Book room"]
+    return int(answer - 1) if which == "booked" else int(booked[0])
+
+
+def _restart(admin: Admin, ingress: Ingress, turn: str, from_entry: int | None) -> str:
+    redo = admin.restart_as_new(turn, from_entry=from_entry)
+    ingress.attach(redo)
+    return redo
+
+
+def test_restart_after_the_bookings_on_the_fix_passes(trip: str, ingress: Ingress, admin: Admin) -> None:
+    redo = _restart(admin, ingress, trip, _entry(admin, trip, "booked"))
+    result = check.lesson_06.exercise_4.sync(ingress, admin, trip, redo)
+    assert result.ok, result
+    assert "none ran again" in result.message and "240 EUR" in result.message and "360 EUR" in result.message
+
+
+def test_restart_checked_at_once_waits_for_the_restart_to_finish(trip: str, ingress: Ingress, admin: Admin) -> None:
+    redo = admin.restart_as_new(trip, from_entry=_entry(admin, trip, "booked"))
+    assert check.lesson_06.exercise_4.sync(ingress, admin, trip, redo).ok
+
+
+def test_restart_from_the_start_is_refused_the_rooms_were_booked_again(
+    trip: str, ingress: Ingress, admin: Admin
+) -> None:
+    redo = _restart(admin, ingress, trip, None)
+    result = failed(check.lesson_06.exercise_4.sync(ingress, admin, trip, redo), "booked 2 room(s) again", "start")
+    assert "from_entry" in result.hint
+
+
+def test_restart_after_the_first_booking_only_is_refused(trip: str, ingress: Ingress, admin: Admin) -> None:
+    redo = _restart(admin, ingress, trip, _entry(admin, trip, "first booking"))
+    failed(check.lesson_06.exercise_4.sync(ingress, admin, trip, redo), "booked 1 room(s) again", "3 nights in Faro")
+
+
+def test_restart_before_the_fix_is_refused(
+    hotel_versions: dict[str, AgentProcess], trip: str, ingress: Ingress, admin: Admin
+) -> None:
+    _latest(admin, hotel_versions["v1"])
+    redo = _restart(admin, ingress, trip, _entry(admin, trip, "booked"))
+    result = failed(check.lesson_06.exercise_4.sync(ingress, admin, trip, redo), "answered by 'v1'", "before v2")
+    assert "serve the fix first" in result.hint
+
+
+def test_restart_past_the_answer_is_refused_the_model_was_not_called(trip: str, ingress: Ingress, admin: Admin) -> None:
+    redo = _restart(admin, ingress, trip, _entry(admin, trip, "answer"))
+    failed(check.lesson_06.exercise_4.sync(ingress, admin, trip, redo), "model was not called again", "wrong answer")
+
+
+def test_sending_the_trip_again_instead_of_a_restart_is_refused(trip: str, ingress: Ingress, admin: Admin) -> None:
+    key = str((admin.invocation(trip) or {})["target_service_key"])
+    resent = ingress.send(hotel.SERVICE_NAME, "run", TRIP, key=key).invocation_id
+    ingress.attach(resent)
+    failed(check.lesson_06.exercise_4.sync(ingress, admin, trip, resent), "not a restart", "as a new message")
+    failed(check.lesson_06.exercise_4.sync(ingress, admin, trip, trip), "the same invocation twice")
+
+
+def test_a_turn_answered_by_the_fix_has_nothing_to_regenerate(
+    hotel_versions: dict[str, AgentProcess], ingress: Ingress, admin: Admin
+) -> None:
+    begin(admin)
+    _latest(admin, hotel_versions["v2"])
+    right = ingress.send(hotel.SERVICE_NAME, "run", TRIP, key=f"guest-{uuid.uuid4().hex[:6]}").invocation_id
+    ingress.attach(right)
+    redo = _restart(admin, ingress, right, _entry(admin, right, "booked"))
+    failed(check.lesson_06.exercise_4.sync(ingress, admin, right, redo), "answered by 'v2', not by v1")
+
+
+def test_a_trip_from_before_the_exercises_is_refused(trip: str, ingress: Ingress, admin: Admin) -> None:
+    redo = _restart(admin, ingress, trip, _entry(admin, trip, "booked"))
+    begin(admin)
+    failed(check.lesson_06.exercise_4.sync(ingress, admin, trip, redo), "before you began the exercises")

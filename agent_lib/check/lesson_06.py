@@ -1,4 +1,4 @@
-"""Checks for lesson 06's exercises: a SQL recipe of your own, cancel in a queue, resume without a fix.
+"""Checks for lesson 06's exercises: a SQL recipe of your own, cancel in a queue, resume without a fix, regenerate.
 
 Run `check.lesson_06.begin(admin)` before the exercises: the checks then judge only the invocations made after it,
 and refuse the lesson's own.
@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
+from .._sql import sql_literal
+from ..agents import hotel
 from ..agents.flaky import ATTEMPT_KIND, SERVICE_NAME, set_booking_api
 from ..clients import Admin, Ingress, RestateError
+from ..models import uses_gemini
 from . import _core
 from ._core import (
     Began,
@@ -25,6 +28,7 @@ from ._core import (
     exercise,
     fresh_key,
     listening,
+    output,
     remaining,
     require,
     require_new,
@@ -32,7 +36,7 @@ from ._core import (
     send,
 )
 
-__all__ = ["begin", "exercise_1", "exercise_2", "exercise_3"]
+__all__ = ["begin", "exercise_1", "exercise_2", "exercise_3", "exercise_4"]
 
 _BOOKING = "booking API"
 
@@ -40,10 +44,6 @@ _BOOKING = "booking API"
 def begin(admin: Admin) -> Began:
     """Begin lesson 06's exercises now (server time): the checks then judge only the invocations made after it."""
     return _core.begin(6, admin)
-
-
-def _sql(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 _WEATHER = "WeatherAgent"
@@ -180,7 +180,7 @@ def _run_recipe(
     )
     details = admin.query(
         "SELECT id, target_service_name, status, last_failure FROM sys_invocation "
-        f"WHERE id IN ({', '.join(_sql(i) for i in ids)})"
+        f"WHERE id IN ({', '.join(sql_literal(i) for i in ids)})"
     )
     return ids, details
 
@@ -235,7 +235,8 @@ _LAND = 10.0
 def _cancel_requested(admin: Admin, invocation_id: str) -> bool:
     """Return True if the server has a cancel signal for the invocation (in its journal), not yet acted on."""
     rows = admin.query(
-        f"SELECT entry_type FROM sys_journal WHERE id = {_sql(invocation_id)} AND entry_type = 'Notification: Signal'"
+        f"SELECT entry_type FROM sys_journal WHERE id = {sql_literal(invocation_id)} "
+        "AND entry_type = 'Notification: Signal'"
     )
     return bool(rows)
 
@@ -331,7 +332,7 @@ def exercise_2(admin: Admin, first_id: str, second_id: str) -> str:
 def _events(admin: Admin, invocation_id: str) -> list[dict[str, Any]]:
     rows = admin.query(
         "SELECT event_type, appended_at, event_json FROM sys_journal_events "
-        f"WHERE id = {_sql(invocation_id)} ORDER BY appended_at"
+        f"WHERE id = {sql_literal(invocation_id)} ORDER BY appended_at"
     )
     for row in rows:
         try:
@@ -432,4 +433,138 @@ def _settled_resume(admin: Admin, row: dict[str, Any]) -> dict[str, Any]:
         remaining("the invocation to leave 'paused' after your resume")
         time.sleep(0.2)
         row = admin.invocation(row["id"]) or row
+    return row
+
+
+_MODEL_CALL = "model_call"
+"""The ledger's kind for a model call (agent_lib.models counts every one, offline or Gemini)."""
+
+_KEEP_HINT = (
+    "keep the journal up to the last booking's result: from_entry = the index of the entry just before the "
+    "'call LLM' that follows the last 'Book room' (observe.journal_entries(admin, turn_id) lists them)"
+)
+
+
+def _finished(admin: Admin, invocation_id: str, what: str) -> dict[str, Any]:
+    """Return the row of an invocation once it has completed (waiting briefly for one just restarted)."""
+    row = admin.invocation(invocation_id)
+    require(row is not None, f"the server has no invocation {invocation_id!r}", "pass the id you were given")
+    assert row is not None
+    deadline = time.monotonic() + _LAND
+    while row["status"] != "completed" and time.monotonic() < deadline:
+        remaining(f"{what} to finish")
+        time.sleep(0.2)
+        row = admin.invocation(invocation_id) or row
+    require(
+        row["status"] == "completed",
+        f"{what} {invocation_id} is {row['status']!r}, not finished {_LAND:g} s after the check started",
+        "wait for it (await ingress.aattach(id)); is the HotelAgent deployment it runs on still served?",
+    )
+    require(
+        row.get("completion_result") == "success",
+        f"{what} {invocation_id} failed: {row.get('completion_failure')}",
+        "read the failure, fix the cause, and do the exercise again with a new guest",
+    )
+    return row
+
+
+def _stays(bookings: list[Any]) -> str:
+    return ", ".join(f"{b.detail.get('nights')} nights in {b.detail.get('city')}" for b in bookings)
+
+
+@exercise(6, 4)
+def exercise_4(ingress: Ingress, admin: Admin, turn_id: str, restarted_id: str) -> str:
+    """A turn v1 answered wrongly, restarted as new on the fix after its bookings: none ran again, the model did."""
+    require(
+        turn_id != restarted_id,
+        "you passed the same invocation twice",
+        "pass the trip's turn first, then the id that admin.restart_as_new(turn_id, from_entry=...) returned",
+    )
+    turn = require_new(admin, turn_id, "the trip's turn")
+    require(
+        turn["target_service_name"] == hotel.SERVICE_NAME,
+        f"{turn_id} is a {turn['target_service_name']} invocation, not a {hotel.SERVICE_NAME} one",
+        "book the trip with ingress.send(hotel.SERVICE_NAME, 'run', 'Book 2 nights in Porto and 3 nights in Faro', "
+        "key=<a new guest>), and pass its id",
+    )
+    require(
+        turn.get("invoked_by") != "restart_as_new",
+        f"{turn_id} is itself a restart (of {turn.get('restarted_from')}): pass the turn the guest sent first",
+        "pass the id that ingress.send(...) gave you for the trip, then the restart's id",
+    )
+    _finished(admin, turn_id, "the trip's turn")
+    bookings = effects_of(hotel.BOOKING_KIND, invocation_id=turn_id)
+    require(
+        len(bookings) >= 2,
+        f"the trip's turn booked {len(bookings)} room(s) ({_stays(bookings) or 'none'}): the exercise's trip has two "
+        "stays",
+        "send 'Book 2 nights in Porto and 3 nights in Faro' to a new guest, with v1 served",
+    )
+    first = output(ingress, turn_id) or {}
+    require(
+        first.get("version") == "v1",
+        f"the trip's turn was answered by {first.get('version')!r}, not by v1: its answer was right the first time, "
+        "so there is nothing to regenerate",
+        "serve hotel.service_v1 (and only it: v2 must not be the latest deployment yet), then send the trip again",
+    )
+    redo = _invocation_of(admin, restarted_id)
+    require(
+        redo.get("restarted_from") == turn_id,
+        f"{restarted_id} is not a restart of the trip's turn: "
+        + (
+            f"it restarts {redo['restarted_from']}"
+            if redo.get("restarted_from")
+            else f"it was sent by {redo.get('invoked_by') or 'someone'}, as a new message"
+        ),
+        "restart the turn: new_id = admin.restart_as_new(turn_id, from_entry=...), and pass new_id",
+    )
+    _finished(admin, restarted_id, "the restart")
+    again = effects_of(hotel.BOOKING_KIND, invocation_id=restarted_id)
+    require(
+        not again,
+        f"the restart booked {len(again)} room(s) again ({_stays(again)}): it ran 'Book room' again, so the guest now "
+        "has two bookings of it; you restarted from before the last booking's result"
+        + (" (from the start)" if len(again) >= len(bookings) else ""),
+        _KEEP_HINT,
+    )
+    result = output(ingress, restarted_id) or {}
+    require(
+        result.get("version") == "v2",
+        f"the restart was answered by {result.get('version')!r}, not by the fix: you restarted the turn before v2 was "
+        "the latest deployment, so the same prompt answered again",
+        "serve the fix first (await serve_in_kernel([hotel.service_v2], admin=admin) registers it as the latest), "
+        "then restart the turn again",
+    )
+    calls = effects_of(_MODEL_CALL, invocation_id=restarted_id)
+    require(
+        calls,
+        "the model was not called again: your from_entry kept the model's answer too, so the old, wrong answer came "
+        "back from the journal (even on v2)",
+        _KEEP_HINT,
+    )
+    answer = str(result.get("answer") or "")
+    if not uses_gemini():
+        totals = [f"{hotel.NIGHTLY_EUR * int(b.detail.get('nights', 0))} EUR" for b in bookings]
+        missing = [t for t in totals if t not in answer]
+        require(
+            not missing,
+            f"the new answer does not quote the totals {missing}: {answer!r}",
+            "restart on v2, whose prompt asks for the total of each stay",
+        )
+    return (
+        f"restarted on v2: the {len(bookings)} bookings ({_stays(bookings)}) came from the journal, none ran again, "
+        f"and the model answered again ({len(calls)} call(s)): {answer!r}"
+    )
+
+
+def _invocation_of(admin: Admin, invocation_id: str) -> dict[str, Any]:
+    """Return an invocation's row, or fail saying the server has none."""
+    require(
+        isinstance(invocation_id, str) and invocation_id.startswith("inv_"),
+        f"{invocation_id!r} is not an invocation id",
+        "pass the id that admin.restart_as_new(...) returned",
+    )
+    row = admin.invocation(invocation_id)
+    require(row is not None, f"the server has no invocation {invocation_id!r}", "pass the id restart_as_new returned")
+    assert row is not None
     return row

@@ -6,15 +6,13 @@ import argparse
 import os
 import signal
 import sys
-import time
 from collections.abc import Sequence
 
 from . import server as _server
 from ._modes import RETRY_POLICY_ENV
-from ._paths import data_dir
-from .agents import FINISHED
+from ._process import ProcessError, kit_process_alive, pid_alive, pid_path, recorded_processes
 from .clients import Admin, ui_url
-from .serving import WORKERS_ENV, AgentProcess, ServingError, serve_forever, serve_worker
+from .workers import WORKERS_ENV, add_serve_arguments, serve, worker_count
 
 # Imported where they are used, not here: `up`, `down` and `status` need neither pandas (progress) nor the doctor's
 # checks, and must answer in about a second when everything runs (issue 23).
@@ -41,69 +39,42 @@ def doctor() -> int:
 
 def up(wait: float = 60.0, workers: int = 1) -> int:
     """Start (or reuse) the server, then serve and register the finished agents (from `workers` processes)."""
-    srv = _server.connect(timeout=wait)
-    started = isinstance(srv, _server.RestateServer)
-    verb = "Started" if started else "Using"
-    print(f"{verb} the Restate server: ingress {srv.ingress_url}, admin {srv.admin_url}")
-    admin = Admin(srv.admin_url)
-    pid_file = data_dir() / "pids" / f"agent-{AGENTS_PORT}.pid"
-    running = _server.kit_process_alive(pid_file)
-    if running:
-        proc = AgentProcess(FINISHED, port=AGENTS_PORT, admin=admin, name="finished-agents")
-        admin.register(proc.url)
-        print(f"The finished agents already run (pid {running}) at {proc.url}; registered again.")
+    from .lab import Lab, LabConfig
+
+    agents_env = {RETRY_POLICY_ENV: os.environ.get(RETRY_POLICY_ENV, "service")}
+    lab = Lab(LabConfig(shared=True, agents_port=AGENTS_PORT, workers=workers, agents_env=agents_env)).start(wait)
+    verb = "Started" if lab.started_server else "Using"
+    print(f"{verb} the Restate server: ingress {lab.ingress_url}, admin {lab.admin_url}")
+    proc = lab.agents
+    assert proc is not None
+    if lab.reused_agents:
+        known = "registered again" if lab.registered else "the server knows their deployment"
+        print(f"The finished agents already run (pid {lab.reused_agents}) at {proc.url}; {known}.")
     else:
-        if not _server.port_is_free(AGENTS_PORT):
-            print(f"port {AGENTS_PORT} is taken by another program: set AGENTS_PORT to a free port", file=sys.stderr)
-            return 1
-        env = {RETRY_POLICY_ENV: os.environ.get(RETRY_POLICY_ENV, "service")}
-        proc = AgentProcess(
-            FINISHED,
-            port=AGENTS_PORT,
-            admin=admin,
-            name="finished-agents",
-            die_with_parent=False,
-            workers=workers,
-            env=env,
-        )
-        proc.start(wait)
         how = f"pid {proc.pid}" if workers == 1 else f"supervisor pid {proc.pid}, workers {proc.wait_for_workers()}"
         print(f"Serving the finished agents at {proc.url} ({how}); log: {proc.log_path}")
+    admin = proc.admin
     print(f"Registered: {', '.join(sorted(admin.services()))}")
     _say_paused(admin)
-    print(f"Restate UI: {ui_url(srv.admin_url)}")
-    ingress = srv.ingress_url.replace("http://127.0.0.1:", "localhost:")
+    print(f"Restate UI: {ui_url(lab.admin_url)}")
+    ingress = lab.ingress_url.replace("http://127.0.0.1:", "localhost:")
     print(f"Try the seed's call:\n  {SEED_CALL.format(ingress=ingress)}")
     return 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
 
 
 def down() -> int:
     """Stop every server and agent process the kit started, by their recorded pids."""
     stopped = 0
-    for pid_file in sorted((data_dir() / "pids").glob("*.pid"), key=lambda p: not p.name.startswith("agent")):
-        pid = _server.kit_process_alive(pid_file)
-        if pid is None:
-            recorded = pid_file.read_text().strip()
-            if recorded.isdigit() and int(recorded) > 0 and _alive(int(recorded)):
-                print(f"{pid_file.stem}: pid {recorded} is now another program, left alone; its stale pid file removed")
-        else:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + (3 if pid_file.name.startswith("agent") else 15)
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-            print(f"stopped {pid_file.stem} (pid {pid})")
+    for recorded in recorded_processes():
+        pid = recorded.stop()
+        if pid is not None:
+            print(f"stopped {recorded.pid_file.stem} (pid {pid})")
             stopped += 1
-        pid_file.unlink(missing_ok=True)
+        elif recorded.recorded and pid_alive(recorded.recorded):
+            print(
+                f"{recorded.pid_file.stem}: pid {recorded.recorded} is now another program, left alone; "
+                "its stale pid file removed"
+            )
     if not stopped:
         print("nothing to stop")
     return 0
@@ -116,7 +87,7 @@ def status() -> int:
         print(f"no Restate server answers at {admin.url}: `make server` starts one")
         return 1
     print(f"Restate server at {admin.url}; services: {', '.join(sorted(admin.services())) or '(none)'}")
-    agents = _server.kit_process_alive(data_dir() / "pids" / f"agent-{AGENTS_PORT}.pid")
+    agents = kit_process_alive(pid_path("agent", AGENTS_PORT))
     print(f"The finished agents: {f'running (pid {agents})' if agents else 'not running (`make up` starts them)'}")
     counts = admin.query("SELECT status, count(*) AS n FROM sys_invocation GROUP BY status ORDER BY status")
     print("Invocations: " + (", ".join(f"{r['n']} {r['status']}" for r in counts) or "none yet"))
@@ -145,7 +116,7 @@ def gemini_stub(port: int) -> int:
     from .agents import gemini_stub as all_scripts_stub
 
     stub = all_scripts_stub(port).start()
-    pid_file = data_dir() / "pids" / f"gemini-stub-{port}.pid"
+    pid_file = pid_path("gemini-stub", int(stub.url.rstrip("/").rsplit(":", 1)[1]))
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(str(os.getpid()))
     print(f"Gemini stub at {stub.url}: export GOOGLE_GEMINI_BASE_URL={stub.url} GOOGLE_API_KEY=<anything>", flush=True)
@@ -191,17 +162,6 @@ def _say_paused(admin: Admin) -> None:
             print(f"  {row['target']}  npx restate invocations resume {row['id']}")
 
 
-def _workers(text: str) -> int:
-    """Parse a worker count (argparse applies it to the default, $AGENTS_WORKERS, too)."""
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers: give 1 or more, e.g. 2")
-    return n
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI."""
     parser = argparse.ArgumentParser(prog="python -m agent_lib", description=__doc__)
@@ -210,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     up_cmd = sub.add_parser("up", help="start the server (or use a running one) and register the finished agents")
     up_cmd.add_argument(
         "--workers",
-        type=_workers,
+        type=worker_count,
         default=os.environ.get(WORKERS_ENV, "1"),
         help=f"serve the agents from this many worker processes behind one deployment (default ${WORKERS_ENV}, else 1)",
     )
@@ -222,12 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = sub.add_parser("progress", help="the exercises you passed, lesson by lesson")
     prog.add_argument("--learner", help="whose progress (default: COURSE_LEARNER, else your login name)")
     prog.add_argument("--clear", action="store_true", help="delete the record of passed exercises")
-    serve = sub.add_parser("serve", help="serve services (module:attribute) on a port until stopped")
-    serve.add_argument("--port", type=int, required=True)
-    serve.add_argument("--parent-pid", type=int, help="stop serving when this process is gone")
-    serve.add_argument("--workers", type=_workers, default=1, help="serve from this many worker processes")
-    serve.add_argument("--worker-channel", type=int, help=argparse.SUPPRESS)
-    serve.add_argument("targets", nargs="+", help="module:attribute of each service")
+    add_serve_arguments(sub.add_parser("serve", help="serve services (module:attribute) on a port until stopped"))
     args = parser.parse_args(argv)
     try:
         if args.command == "doctor":
@@ -246,13 +201,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "progress":
             return progress(args.learner, args.clear)
         if args.command == "serve":
-            if args.worker_channel is not None:
-                serve_worker(args.targets, args.port, args.worker_channel)
-            else:
-                serve_forever(args.targets, args.port, args.parent_pid, args.workers)
+            serve(args)
             return 0
         return status()
-    except (_server.ServerError, ServingError, ConnectionError) as err:
+    except (ProcessError, ConnectionError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 

@@ -28,15 +28,15 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
 
 from . import _http
 from ._paths import data_dir
+from ._process import StartStop, port_is_free
 from .clients import Admin, RestateError
-from .server import RestateServer, ServerError, port_is_free, server_env
+from .server import RestateServer, ServerError, server_env
 
 __all__ = [
     "CLUSTER_NAME",
@@ -208,7 +208,7 @@ def _brief(health: NodeHealth) -> str:
     return f"{health.status}, leads {health.partition_leaders}"
 
 
-class RestateCluster:
+class RestateCluster(StartStop):
     """Several restate-server nodes forming one cluster on loopback; `nodes[i]` is each one."""
 
     def __init__(
@@ -392,14 +392,6 @@ class RestateCluster:
         """Kill every node with SIGKILL."""
         for node in self.nodes:
             node.kill()
-
-    def __enter__(self) -> RestateCluster:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         up = f"{sum(n.running for n in self.nodes)}/{len(self.nodes)} nodes running"

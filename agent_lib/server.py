@@ -16,20 +16,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
 from . import _http
 from ._modes import ALWAYS_REPLAY_ENV, always_replay_requested
 from ._paths import REPO_ROOT, data_dir
+from ._process import ManagedProcess, ProcessError, StartStop, free_port, port_is_free  # the ports: importable here too
 
 __all__ = [
     "DEFAULT_ADMIN_PORT",
@@ -40,9 +36,6 @@ __all__ = [
     "RestateServer",
     "ServerError",
     "connect",
-    "end_process",
-    "kit_process_alive",
-    "process_command",
     "find_server_binary",
     "free_port",
     "pinned_version",
@@ -59,7 +52,7 @@ DEFAULT_NODE_PORT = 5122
 _REPLAY_SETTING = {"RESTATE_WORKER__INVOKER__INACTIVITY_TIMEOUT": "0s"}
 
 
-class ServerError(RuntimeError):
+class ServerError(ProcessError):
     """The Restate server could not be found, started or reached."""
 
 
@@ -88,24 +81,6 @@ def find_server_binary() -> Path:
         "no restate-server binary found: run `make setup` (it installs the pinned server with npm), "
         "or set RESTATE_SERVER_BIN to the binary's path"
     )
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Return True if nothing listens on host:port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _healthy(admin_url: str, ingress_url: str) -> bool:
@@ -154,77 +129,7 @@ def server_env(
     }
 
 
-def process_command(pid: int) -> str | None:
-    """Return the command line of a live process (None if there is none, or it is a zombie)."""
-    proc = Path(f"/proc/{pid}")
-    if proc.is_dir():
-        try:
-            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                return None
-            return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip() or None
-        except (OSError, IndexError):
-            return None
-    try:
-        out = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None
-
-
-def kit_process_alive(pid_file: Path) -> int | None:
-    """Return the pid recorded in a kit pid file if that process still runs and is the kit's, else None.
-
-    A pid file can outlive its process (a reboot, a crash) and the pid can be taken by another program
-    since: that program is not ours to stop, so its command line must name what the file says.
-    """
-    try:
-        pid = int(pid_file.read_text().strip() or 0)
-    except (OSError, ValueError):
-        return None
-    command = process_command(pid) if pid > 0 else None
-    if command is None:
-        return None
-    want = "restate-server" if pid_file.name.startswith("restate-server") else "agent_lib"
-    return pid if want in command else None
-
-
-def end_process(proc: subprocess.Popen[bytes] | None, pid_file: Path, *, grace: float | None) -> None:
-    """End a process the kit started: SIGTERM and up to `grace` seconds, then SIGKILL (grace=None: SIGKILL at once).
-
-    Its pid file goes too, so `make stop` does not look for it again.
-    """
-    if proc is not None and proc.poll() is None:
-        if grace is not None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-    pid_file.unlink(missing_ok=True)
-
-
-def _watch_over(child_pid: int, pid_file: Path) -> None:
-    """Start a watchdog that ends `child_pid` once this process is gone (see agent_lib/_watchdog.py)."""
-    subprocess.Popen(
-        [
-            sys.executable,
-            "-I",
-            str(Path(__file__).with_name("_watchdog.py")),
-            str(os.getpid()),
-            str(child_pid),
-            str(pid_file),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-class RestateServer:
+class RestateServer(ManagedProcess):
     """One native restate-server process, with its own ports and data dir.
 
     By default the server dies with the process that started it (a watchdog ends it when that process
@@ -236,6 +141,9 @@ class RestateServer:
     own test harness does. A handler that is not deterministic then fails with a journal mismatch. A
     handler's own `inactivity_timeout` still wins over it.
     """
+
+    stop_grace = 15.0
+    error = ServerError
 
     def __init__(
         self,
@@ -250,6 +158,7 @@ class RestateServer:
         die_with_parent: bool = True,
         always_replay: bool | None = None,
     ) -> None:
+        super().__init__("restate-server", admin_port, env=env, die_with_parent=die_with_parent)
         self.base_dir = Path(base_dir) if base_dir is not None else data_dir()
         self.always_replay = always_replay_requested() if always_replay is None else always_replay
         """True if this server replays every invocation from its journal at every await."""
@@ -258,9 +167,6 @@ class RestateServer:
         self.node_port = node_port
         self.node_name = node_name
         self._binary = Path(binary) if binary is not None else None
-        self._extra_env = dict(env or {})
-        self.die_with_parent = die_with_parent
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def ingress_url(self) -> str:
@@ -276,16 +182,6 @@ class RestateServer:
     def log_path(self) -> Path:
         """Where the server writes its log."""
         return self.base_dir / f"{self.node_name}.log"
-
-    @property
-    def pid(self) -> int | None:
-        """The server's process id while it runs."""
-        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
-
-    @property
-    def running(self) -> bool:
-        """True while the server process is alive."""
-        return self.pid is not None
 
     def healthy(self) -> bool:
         """Return True if both admin API and ingress answer their health checks."""
@@ -307,22 +203,12 @@ class RestateServer:
                 "(`make stop` stops the kit's own server), or choose other ports"
             )
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self._env(), **self._extra_env}
-        with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                [str(binary)],
-                cwd=self.base_dir,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self._record_pid()
-        if self.die_with_parent:
-            _watch_over(self._proc.pid, self._pid_file())
-        self._wait_healthy(timeout)
-        return self
+        self._argv = [str(binary)]
+        self._cwd = self.base_dir
+        return super().start(timeout)
+
+    def _environment(self) -> dict[str, str]:
+        return {**os.environ, **self._env(), **self._extra}
 
     def _env(self) -> dict[str, str]:
         env = server_env(
@@ -334,47 +220,10 @@ class RestateServer:
         )
         return {**env, **(_REPLAY_SETTING if self.always_replay else {})}
 
-    def _wait_healthy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                raise ServerError(
-                    f"restate-server exited with code {self._proc.returncode} while starting; "
-                    f"the end of its log ({self.log_path}):\n{self.log_tail()}"
-                )
-            if self.healthy() and _partitions_ready(self.admin_url):
-                return
-            time.sleep(0.1)
-        self.kill()
-        raise ServerError(
-            f"restate-server did not become healthy within {timeout:.0f}s; the end of its log:\n{self.log_tail()}"
+    def _wait_ready(self, timeout: float) -> None:
+        self._wait_until(
+            lambda: self.healthy() and _partitions_ready(self.admin_url), timeout, "restate-server", "become healthy"
         )
-
-    def log_tail(self, lines: int = 20) -> str:
-        """Return the last lines of the server's log."""
-        if not self.log_path.exists():
-            return "(no log)"
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def _pid_file(self) -> Path:
-        return data_dir() / "pids" / f"restate-server-{self.admin_port}.pid"
-
-    def _record_pid(self) -> None:
-        path = self._pid_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        assert self._proc is not None
-        path.write_text(str(self._proc.pid))
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """Stop the server gracefully (SIGTERM), killing it if it does not exit in time."""
-        proc, self._proc = self._proc, None
-        end_process(proc, self._pid_file(), grace=timeout)
-
-    def kill(self) -> None:
-        """Kill the server with SIGKILL, as a crash would."""
-        proc, self._proc = self._proc, None
-        end_process(proc, self._pid_file(), grace=None)
 
     def restart(self, timeout: float = 60.0, *, crash: bool = False) -> RestateServer:
         """Stop (or with crash=True, SIGKILL) the server and start it again on the same data."""
@@ -386,21 +235,13 @@ class RestateServer:
             time.sleep(0.05)
         return self.start(timeout)
 
-    def __enter__(self) -> RestateServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running else "stopped"
         mode = ", always replay" if self.always_replay else ""
         return f"RestateServer(ingress={self.ingress_url}, admin={self.admin_url}, {state}{mode})"
 
 
-class ExternalServer:
+class ExternalServer(StartStop):
     """A Restate server someone else runs (`make lab`, Docker, a cluster node): used, never stopped."""
 
     def __init__(self, ingress_url: str, admin_url: str) -> None:
@@ -425,14 +266,6 @@ class ExternalServer:
 
     def stop(self) -> None:
         """Do nothing: an external server is not ours to stop."""
-
-    def __enter__(self) -> ExternalServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"ExternalServer(ingress={self.ingress_url}, admin={self.admin_url})"

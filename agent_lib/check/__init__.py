@@ -33,6 +33,7 @@ from . import (
     lesson_09,
     lesson_10,
     lesson_11,
+    lesson_12,
 )
 from ._core import Began, Check, CheckResult, Fail
 
@@ -52,6 +53,7 @@ __all__ = [
     "lesson_09",
     "lesson_10",
     "lesson_11",
+    "lesson_12",
     "exercises",
     "progress",
 ]
@@ -61,7 +63,7 @@ def exercises() -> dict[int, set[int]]:
     """Return {lesson: the numbers of its exercise checks}."""
     found: dict[int, set[int]] = {}
     lessons = (lesson_01, lesson_02, lesson_03, lesson_04, lesson_05, lesson_06, lesson_07, lesson_08, lesson_09)
-    for module in (*lessons, lesson_10, lesson_11):
+    for module in (*lessons, lesson_10, lesson_11, lesson_12):
         lesson = int(module.__name__.rsplit("_", 1)[1])
         names = [a for a in dir(module) if re.fullmatch(r"exercise_\d+", a)]
         found[lesson] = {int(a.split("_")[1]) for a in names if isinstance(getattr(module, a), Check)}

@@ -19,14 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._paths import data_dir
+from .hosting import IDENTITY_KEYS_ENV
 
 __all__ = ["IDENTITY_KEYS_ENV", "PRIVATE_KEY_ENV", "KeyPair", "agent_env", "key_pair", "public_key", "server_env"]
 
 PRIVATE_KEY_ENV = "RESTATE_WORKER__INVOKER__REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE"
 """The server's setting: the PEM file of the private key it signs its requests to deployments with."""
-
-IDENTITY_KEYS_ENV = "RESTATE_IDENTITY_KEYS"
-"""An agent process's setting: the public keys (comma-separated) whose signed requests it accepts (see serving)."""
 
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 

@@ -33,7 +33,7 @@ def _spans_of(traces: object, invocation_id: str) -> list[Span]:
     if not isinstance(traces, TraceCollector):
         raise _core.Fail(f"{type(traces).__name__} is not a TraceCollector", "pass the lesson's collector, `traces`")
     try:
-        return traces.wait_for_turn(invocation_id, names=("invocation-end",), timeout=min(15.0, remaining("the trace")))
+        return traces.wait_for_turn(invocation_id, names=("invocation-end",), timeout=min(8.0, remaining("the trace")))
     except TimeoutError as err:
         raise _core.Fail(
             f"the collector did not receive the whole trace of {invocation_id}: {err}",

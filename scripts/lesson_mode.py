@@ -32,13 +32,9 @@ from types import FrameType
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from agent_lib.agents import FINISHED, gemini_stub  # noqa: E402
-from agent_lib.clients import Admin  # noqa: E402
-from agent_lib.server import RestateServer, free_port  # noqa: E402
-from agent_lib.serving import AgentProcess  # noqa: E402
-
-INHERITED_PATHS = ("AGENT_LEDGER", "AGENT_GATE_DIR")
-"""Paths a caller's environment may set for the lab; in a mode they follow the mode's RESTATE_KIT_DATA."""
+from agent_lib._modes import always_replay_requested  # noqa: E402
+from agent_lib.agents import gemini_stub  # noqa: E402
+from agent_lib.lab import INHERITED_PATHS, Lab, LabConfig  # noqa: E402
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -104,20 +100,15 @@ def run(argv: Sequence[str]) -> int:
     data = REPO / ".restate-modes" / args.name
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
-    ports = {p: getattr(args, f"{p}_port") or free_port() for p in ("ingress", "admin", "node", "agents")}
     extra = dict(pair.split("=", 1) for pair in args.env)
-    env = {k: v for k, v in os.environ.items() if k not in INHERITED_PATHS}
     stub = gemini_stub().start() if args.gemini_stub else None
     if stub is not None:
-        env.pop("GEMINI_API_KEY", None)
+        os.environ.pop("GEMINI_API_KEY", None)
         extra = {**stub.env(), **extra}
-    env.update(extra)
-    env.update(
-        RESTATE_INGRESS_URL=f"http://127.0.0.1:{ports['ingress']}",
-        RESTATE_ADMIN_URL=f"http://127.0.0.1:{ports['admin']}",
-        AGENTS_PORT=str(ports["agents"]),
-        RESTATE_KIT_DATA=str(data),
-    )
+    parallel = _parallel(args.pytest_args)
+    ports = {f"{p}_port": getattr(args, f"{p}_port") for p in ("ingress", "admin", "node", "agents")}
+    lab = None if parallel else Lab(LabConfig(data=data, env=extra, wipe=False, **ports))
+    env = {k: v for k, v in os.environ.items() if k not in INHERITED_PATHS} | extra | {"RESTATE_KIT_DATA": str(data)}
     os.environ.clear()
     os.environ.update(env)
     _stop_on_signals()
@@ -125,26 +116,21 @@ def run(argv: Sequence[str]) -> int:
     settings = " ".join(args.env) or "no extra env"
     if stub is not None:
         settings += f"; Gemini stub at {stub.url} (GOOGLE_GEMINI_BASE_URL, a fake GOOGLE_API_KEY)"
-    parallel = _parallel(args.pytest_args)
-    if not parallel:
-        settings += f"; server ingress {ports['ingress']}, admin {ports['admin']}, agents {ports['agents']}"
     print(f"{tag} {settings}")
     print(f"{tag} data and logs in {data.relative_to(REPO)}/", flush=True)
-    server = RestateServer(
-        data / "server", ingress_port=ports["ingress"], admin_port=ports["admin"], node_port=ports["node"]
-    )
-    agents = AgentProcess(FINISHED, port=ports["agents"], admin=Admin(server.admin_url), name="finished-agents")
     started = time.monotonic()
     code = 1
     pytest: subprocess.Popen[bytes] | None = None
     try:
-        if parallel:
+        if lab is None:
             print(f"{tag} pytest-xdist: each worker runs a server and the finished agents of its own", flush=True)
         else:
-            server.start()
-            agents.start()
-            print(f"{tag} the finished agents run at {agents.url} (log: {agents.log_path})", flush=True)
-        if server.always_replay:
+            lab.start()
+            env = lab.environ()
+            assert lab.agents is not None
+            print(f"{tag} server ingress {lab.ingress_url}, admin {lab.admin_url}", flush=True)
+            print(f"{tag} the finished agents run at {lab.agents.url} (log: {lab.agents.log_path})", flush=True)
+        if always_replay_requested():
             print(f"{tag} the server replays every invocation from its journal at every await", flush=True)
         pytest = subprocess.Popen([sys.executable, "-m", "pytest", *args.pytest_args], cwd=REPO, env=env)
         code = pytest.wait()
@@ -159,8 +145,8 @@ def run(argv: Sequence[str]) -> int:
             except subprocess.TimeoutExpired:
                 pytest.kill()
                 pytest.wait()
-        agents.stop()
-        server.stop()
+        if lab is not None:
+            lab.stop()
         if stub is not None:
             stub.stop()
         _sweep(env)

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from agent_lib._process import pid_path
 from agent_lib.agents._common import _LESSON_POLICY, SERVICE_RETRY_POLICY
 from agent_lib.clients import Admin, Ingress
-from agent_lib.server import RestateServer, free_port
+from agent_lib.lab import Lab, LabConfig
 
 REPO = Path(__file__).resolve().parent.parent
 QUESTION = "What is the weather in New York?"
@@ -47,21 +48,13 @@ def test_the_service_policy_outlives_ten_minutes_and_picks_up_within_a_second() 
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[dict[str, str]]:
-    server = RestateServer(tmp_path / "server", ingress_port=free_port(), admin_port=free_port(), node_port=free_port())
-    server.start()
-    env = {
-        **os.environ,
-        "RESTATE_INGRESS_URL": server.ingress_url,
-        "RESTATE_ADMIN_URL": server.admin_url,
-        "AGENTS_PORT": str(free_port()),
-        "RESTATE_KIT_DATA": str(tmp_path / "kit"),
-        "AGENT_LEDGER": str(tmp_path / "kit" / "ledger.sqlite"),
-    }
-    try:
-        yield env
-    finally:
-        subprocess.run([sys.executable, "-m", "agent_lib", "down"], cwd=REPO, env=env, capture_output=True)
-        server.stop()
+    """A private server (a lab without agents: `up` starts them), and the environment that points `up` at it."""
+    with Lab(LabConfig(data=tmp_path / "kit", agents=())) as server_only:
+        env = {**server_only.environ(), "AGENT_LEDGER": str(tmp_path / "kit" / "ledger.sqlite")}
+        try:
+            yield env
+        finally:
+            subprocess.run([sys.executable, "-m", "agent_lib", "down"], cwd=REPO, env=env, capture_output=True)
 
 
 def _up(env: dict[str, str]) -> None:
@@ -75,7 +68,7 @@ def _up(env: dict[str, str]) -> None:
 def test_turns_in_flight_live_through_kills_and_restarts_by_up(lab: dict[str, str]) -> None:
     _up(lab)
     ingress, admin = Ingress(lab["RESTATE_INGRESS_URL"], timeout=300), Admin(lab["RESTATE_ADMIN_URL"])
-    pid_file = Path(lab["RESTATE_KIT_DATA"]) / "pids" / f"agent-{lab['AGENTS_PORT']}.pid"
+    pid_file = pid_path("agent", int(lab["AGENTS_PORT"]))  # the lab points this process's RESTATE_KIT_DATA there
     keys = [f"outage-{uuid.uuid4().hex[:8]}" for _ in range(40)]
     sent = {key: ingress.send("WeatherAgent", "run", QUESTION, key=key).invocation_id for key in keys}
     for _ in range(3):

@@ -24,72 +24,18 @@ shortens the tail of a parallel run; the order inside each group is kept.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from agent_lib.agents import FINISHED
-from agent_lib.clients import Admin
-from agent_lib.server import RestateServer, free_port
-from agent_lib.serving import AgentProcess
+from agent_lib.lab import Lab, LabConfig
 
 REPO = Path(__file__).resolve().parent.parent
-INHERITED_PATHS = ("AGENT_LEDGER", "AGENT_GATE_DIR")
-"""Paths a caller may set for the lab; in a worker they follow the worker's RESTATE_KIT_DATA."""
 
 FIRST = ("notebooks/08_", "notebooks/solutions/08_", "notebooks/05_", "notebooks/02_", "notebooks/solutions/02_")
 """The longest items (lesson 08's cluster, 05's fan-out, 02's crashes): they start before everything else."""
 
-
-class WorkerLab:
-    """One worker's server and finished agents; `start()` points this process's environment at them."""
-
-    def __init__(self, worker: str, base: Path) -> None:
-        self.worker = worker
-        self.data = base / worker
-        self.server: RestateServer | None = None
-        self.agents: AgentProcess | None = None
-        self._old_env: dict[str, str | None] = {}
-
-    def start(self) -> WorkerLab:
-        shutil.rmtree(self.data, ignore_errors=True)
-        self.data.mkdir(parents=True)
-        self.server = RestateServer(
-            self.data / "server", ingress_port=free_port(), admin_port=free_port(), node_port=free_port()
-        )
-        agents_port = free_port()
-        self._set_env(
-            RESTATE_INGRESS_URL=self.server.ingress_url,
-            RESTATE_ADMIN_URL=self.server.admin_url,
-            AGENTS_PORT=str(agents_port),
-            RESTATE_KIT_DATA=str(self.data),
-            **dict.fromkeys(INHERITED_PATHS),
-        )
-        self.server.start()
-        self.agents = AgentProcess(
-            FINISHED, port=agents_port, admin=Admin(self.server.admin_url), name="finished-agents"
-        )
-        self.agents.start()
-        return self
-
-    def stop(self) -> None:
-        if self.agents is not None:
-            self.agents.stop()
-        if self.server is not None:
-            self.server.stop()
-        self._set_env(**self._old_env)
-
-    def _set_env(self, **values: str | None) -> None:
-        for name, value in values.items():
-            self._old_env.setdefault(name, os.environ.get(name))
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-_LAB = pytest.StashKey[WorkerLab]()
+_LAB = pytest.StashKey[Lab]()
 
 
 def _worker(config: pytest.Config) -> str | None:
@@ -103,13 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker is None:
         return
     base = Path(os.environ.get("RESTATE_KIT_DATA") or REPO / ".restate-xdist")
-    lab = WorkerLab(worker, base)
-    config.stash[_LAB] = lab
-    try:
-        lab.start()
-    except BaseException:
-        lab.stop()
-        raise
+    config.stash[_LAB] = Lab(LabConfig(data=base / worker)).start()  # on a failure it stops what it started
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -47,6 +47,7 @@ __all__ = [
     "Span",
     "TraceCollector",
     "decode_otlp",
+    "encode_otlp",
     "install",
     "install_from_env",
     "attempts",
@@ -58,7 +59,7 @@ __all__ = [
 ]
 
 TRACES_ENDPOINT_ENV = "AGENT_TRACES_ENDPOINT"
-"""Where an agent process sends its spans (OTLP/HTTP, JSON): set, the process traces; unset, it does not."""
+"""Where an agent process sends its spans (OTLP/HTTP, protobuf): set, the process traces; unset, it does not."""
 
 TRACES_VIEWER_ENV = "TRACES_VIEWER_URL"
 """A trace viewer's OTLP/HTTP endpoint (e.g. Phoenix's http://127.0.0.1:6006/v1/traces) the collector forwards to."""
@@ -452,37 +453,71 @@ def waterfall(spans: Sequence[Span], title: str = "") -> Figure:
 # --- the agent process's side ------------------------------------------------------------------------------------
 
 
-def _json_body(batch: Sequence[ReadableSpan], service: str) -> bytes:
-    def attribute(key: str, value: Any) -> dict[str, Any]:
-        if isinstance(value, bool):
-            return {"key": key, "value": {"boolValue": value}}
-        if isinstance(value, int):
-            return {"key": key, "value": {"intValue": str(value)}}
-        if isinstance(value, float):
-            return {"key": key, "value": {"doubleValue": value}}
-        return {"key": key, "value": {"stringValue": str(value)[:2000]}}
+def _put_varint(n: int) -> bytes:
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
 
-    spans = []
-    for s in batch:
-        context = s.get_span_context()
-        if context is None:
-            continue
-        spans.append(
-            {
-                "traceId": f"{context.trace_id:032x}",
-                "spanId": f"{context.span_id:016x}",
-                "parentSpanId": f"{s.parent.span_id:016x}" if s.parent is not None else "",
-                "name": s.name,
-                "kind": int(s.kind.value) + 1,
-                "startTimeUnixNano": str(s.start_time or 0),
-                "endTimeUnixNano": str(s.end_time or 0),
-                "attributes": [attribute(k, v) for k, v in (s.attributes or {}).items()],
-                "events": [{"name": e.name, "timeUnixNano": str(e.timestamp)} for e in s.events],
-                "status": {"code": int(s.status.status_code.value), "message": s.status.description or ""},
-            }
-        )
-    resource = {"attributes": [attribute("service.name", service), attribute("process.pid", os.getpid())]}
-    return json.dumps({"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": spans}]}]}).encode()
+
+def _put(number: int, payload: bytes) -> bytes:
+    return _put_varint(number << 3 | 2) + _put_varint(len(payload)) + payload
+
+
+def _put_fixed64(number: int, value: int) -> bytes:
+    return _put_varint(number << 3 | 1) + struct.pack("<Q", value)
+
+
+def _put_attribute(key: str, value: Any) -> bytes:
+    if isinstance(value, bool):
+        any_value = _put_varint(2 << 3) + _put_varint(int(value))
+    elif isinstance(value, int):
+        any_value = _put_varint(3 << 3) + _put_varint(value)
+    elif isinstance(value, float):
+        any_value = _put_varint(4 << 3 | 1) + struct.pack("<d", value)
+    else:
+        any_value = _put(1, str(value)[:2000].encode())
+    return _put(1, key.encode()) + _put(2, any_value)
+
+
+def encode_otlp(spans: Sequence[Span], service: str, pid: int | None = None) -> bytes:
+    """Encode spans as an OTLP/HTTP protobuf body (ExportTraceServiceRequest), what trace viewers accept."""
+    resource = _put(1, _put_attribute("service.name", service)) + (
+        _put(1, _put_attribute("process.pid", pid)) if pid else b""
+    )
+    encoded = b""
+    for s in spans:
+        body = _put(1, bytes.fromhex(s.trace_id)) + _put(2, bytes.fromhex(s.span_id))
+        body += _put(4, bytes.fromhex(s.parent_id)) if s.parent_id else b""
+        body += _put(5, s.name.encode()) + _put_fixed64(7, s.start_ns) + _put_fixed64(8, s.end_ns)
+        body += b"".join(_put(9, _put_attribute(k, v)) for k, v in s.attributes.items())
+        body += b"".join(_put(11, _put(2, e.encode())) for e in s.events)
+        body += _put(15, _put(2, s.error.encode()) + _put_varint(3 << 3) + _put_varint(2)) if s.error else b""
+        encoded += _put(2, body)
+    return _put(1, _put(1, resource) + _put(2, encoded))
+
+
+def _from_sdk(span: ReadableSpan) -> Span | None:
+    """Return an OpenTelemetry SDK span as a `Span` (None if it has no context)."""
+    context = span.get_span_context()
+    if context is None:
+        return None
+    failed = span.status.status_code.value == 2
+    return Span(
+        f"{context.trace_id:032x}",
+        f"{context.span_id:016x}",
+        f"{span.parent.span_id:016x}" if span.parent is not None else "",
+        span.name,
+        "",
+        span.start_time or 0,
+        span.end_time or 0,
+        dict(span.attributes or {}),
+        tuple(e.name for e in span.events),
+        (span.status.description or "error") if failed else "",
+    )
 
 
 def trace_model(model: BaseLlm) -> BaseLlm:
@@ -521,23 +556,25 @@ def trace_model(model: BaseLlm) -> BaseLlm:
 def install(endpoint: str, service: str = "agents") -> None:
     """Trace this process: ADK's spans and the app's own, parented under Restate's invocation, sent to `endpoint`.
 
-    Each span is sent as it ends (OTLP/HTTP, JSON), so a SIGKILL loses only the spans still open.
+    Each span is sent as it ends (OTLP/HTTP, protobuf), so a SIGKILL loses only the spans still open. `endpoint` can
+    be a `TraceCollector`'s, or a trace viewer's (Phoenix: http://127.0.0.1:6006/v1/traces).
     """
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
     from restate.ext.tracing import RestateTracerProvider
 
-    class JsonExporter(SpanExporter):
+    class OtlpExporter(SpanExporter):
         def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            body = encode_otlp([s for s in map(_from_sdk, spans) if s is not None], service, os.getpid())
             try:
-                httpx.post(endpoint, content=_json_body(spans, service), headers={"content-type": "application/json"})
+                httpx.post(endpoint, content=body, headers={"content-type": "application/x-protobuf"}, timeout=5.0)
             except httpx.HTTPError:
                 return SpanExportResult.FAILURE
             return SpanExportResult.SUCCESS
 
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(JsonExporter()))
+    provider.add_span_processor(SimpleSpanProcessor(OtlpExporter()))
     trace.set_tracer_provider(RestateTracerProvider(provider))  # type: ignore[no-untyped-call]
 
 

@@ -96,21 +96,51 @@ def _agent_spans() -> list[ReadableSpan]:
     return kept.spans
 
 
-def test_the_agents_spans_reach_the_collector_as_json_and_come_back_the_same() -> None:
+def test_the_agents_spans_reach_the_collector_as_protobuf_and_come_back_the_same() -> None:
     made = _agent_spans()
+    spans = [s for s in map(tracing._from_sdk, made) if s is not None]
     with TraceCollector() as collector:
         answer = httpx.post(
             collector.endpoint,
-            content=tracing._json_body(made, "agents"),
-            headers={"content-type": "application/json"},
+            content=tracing.encode_otlp(spans, "agents", pid=4321),
+            headers={"content-type": "application/x-protobuf"},
         )
         got = {s.name: s for s in collector.spans}
     assert answer.status_code == 200
     tool, agent = got["execute_tool t"], got["invoke_agent a"]
     assert tool.parent_id == agent.span_id and tool.trace_id == agent.trace_id
     assert f"{made[0].context.trace_id:032x}" == tool.trace_id
-    assert agent.attributes == {"n": 3, "ok": True, "x": 1.5} and agent.service == "agents" and agent.pid
+    assert agent.attributes == {"n": 3, "ok": True, "x": 1.5} and agent.service == "agents" and agent.pid == 4321
     assert tool.events == ("called",) and tool.error == "boom"
+    assert (agent.start_ns, agent.end_ns) == (made[1].start_time, made[1].end_time)
+
+
+def test_otlp_json_from_other_senders_is_read_too() -> None:
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "other"}}]},
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {
+                                "traceId": "AB" * 16,
+                                "spanId": "CD" * 8,
+                                "name": "work",
+                                "startTimeUnixNano": "5",
+                                "endTimeUnixNano": "7",
+                                "attributes": [{"key": "n", "value": {"intValue": "2"}}],
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    with TraceCollector() as collector:
+        httpx.post(collector.endpoint, json=body)
+        (span,) = collector.spans
+    assert (span.trace_id, span.span_id, span.service, span.attributes) == ("ab" * 16, "cd" * 8, "other", {"n": 2})
 
 
 def test_the_collector_refuses_garbage_and_keeps_going() -> None:

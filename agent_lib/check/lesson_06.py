@@ -157,7 +157,11 @@ def _run_recipe(
     except RestateError as err:
         raise Fail(f"your query fails: {err.message}", "try it with admin.query_df(sql) first") from None
     require(rows, "your query returned no rows", f"query sys_invocation WHERE last_failure LIKE '%{_BOOKING}%'")
-    require("id" in rows[0], f"your query's columns are {sorted(rows[0])}: select the invocation's id as `id`")
+    require(
+        "id" in rows[0],
+        f"your query's columns are {sorted(rows[0])}: select the invocation's id as `id`",
+        "start it with SELECT id, ... FROM sys_invocation (or name the column: ... AS id)",
+    )
     ids = [str(r["id"]) for r in rows]
     planted = [f"{invocation_id} ({what})" for invocation_id, what in decoys.wrong.items() if invocation_id in ids]
     require(
@@ -221,7 +225,11 @@ def exercise_1(
     done = [d["id"] for d in details if d["status"] == "completed"]
     require(not done, f"your query also returns finished invocations: {done}", "add a WHERE on the status")
     unrelated = [d["id"] for d in details if _BOOKING not in str(d.get("last_failure") or "")]
-    require(not unrelated, f"your query also returns invocations that did not fail on the {_BOOKING}: {unrelated}")
+    require(
+        not unrelated,
+        f"your query also returns invocations that did not fail on the {_BOOKING}: {unrelated}",
+        f"add a WHERE on the last failure: last_failure LIKE '%{_BOOKING}%'",
+    )
     return (
         f"your recipe found {len(ids)} stuck booking(s), among them yours and one the check left stuck just before, "
         f"and none of the {len(decoys.wrong)} decoys it planted: " + "; ".join(decoys.wrong.values()) + " (now killed)"
@@ -289,7 +297,8 @@ def exercise_2(admin: Admin, first_id: str, second_id: str) -> str:
     )
     require(
         first["target_service_key"] == second["target_service_key"],
-        "the two messages went to different keys: send both to the same stuck session",
+        "the two messages went to different keys",
+        "send both to the same stuck session (the same key=...), the second while the first retries",
     )
     require(
         created_at(first["created_at"]) <= created_at(second["created_at"]),

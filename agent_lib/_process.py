@@ -67,7 +67,11 @@ def pid_path(kind: str, port: int) -> Path:
     """Return the pid file of the kit's `kind` process on `port` (a server's admin port, an agent's port)."""
     if kind not in KINDS:
         raise ValueError(f"{kind!r} is not a kind of process the kit records: one of {sorted(KINDS)}")
-    return data_dir() / "pids" / f"{kind}-{port}.pid"
+    return _pids_dir() / f"{kind}-{port}.pid"
+
+
+def _pids_dir() -> Path:
+    return data_dir() / "pids"
 
 
 def _parse_pid_path(path: Path) -> tuple[str, int] | None:
@@ -136,7 +140,7 @@ def _read(pid_file: Path) -> RecordedProcess | None:
 def recorded_processes() -> list[RecordedProcess]:
     """Return every process recorded in the data dir's pid files, in the order to stop them (agents first)."""
     order = list(KINDS)
-    found = [r for p in sorted((data_dir() / "pids").glob("*.pid")) if (r := _read(p)) is not None]
+    found = [r for p in sorted(_pids_dir().glob("*.pid")) if (r := _read(p)) is not None]
     return sorted(found, key=lambda r: (order.index(r.kind), r.port))
 
 

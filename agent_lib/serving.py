@@ -111,8 +111,9 @@ async def serve_in_kernel(
     return deployment
 
 
-async def _wait_listening(task: asyncio.Task[None], port: int, timeout: float = PORT_WAIT_S) -> None:
+async def _wait_listening(task: asyncio.Task[None], port: int) -> None:
     """Wait until the hypercorn task listens on `port`; raise ServingError, saying what to do, if it never does."""
+    timeout = PORT_WAIT_S
     deadline = asyncio.get_running_loop().time() + timeout
     while not port_open(port):
         if task.done():

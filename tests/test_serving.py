@@ -27,6 +27,22 @@ def test_serve_in_kernel_registers_and_answers(restate_server: RestateServer) ->
     assert answer == "FROM THE LOOP" and not running
 
 
+def test_serve_in_kernel_says_what_to_do_when_its_port_never_listens(
+    restate_server: RestateServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_lib import serving
+
+    monkeypatch.setattr(serving, "port_open", lambda port: False)
+    monkeypatch.setattr(serving, "PORT_WAIT_S", 0.3)
+    admin = Admin(restate_server.admin_url)
+
+    async def main() -> None:
+        await serve_in_kernel(["tests.services:echo"], admin=admin)
+
+    with pytest.raises(ServingError, match=r"did not listen on port \d+ within 0s: restart the kernel .* another port"):
+        asyncio.run(main())
+
+
 def test_process_survives_kill_and_restart(restate_server: RestateServer, key: str) -> None:
     admin, ingress = Admin(restate_server.admin_url), Ingress(restate_server.ingress_url)
     with AgentProcess("tests.services:echo", admin=admin, name="echo-kill") as proc:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
@@ -36,8 +37,6 @@ __all__ = [
     "transient",
     "ui_url",
 ]
-
-_UNSET: Any = object()
 
 
 def ingress_url() -> str:
@@ -210,6 +209,8 @@ class _Attempts:
 
 
 class _Http:
+    """One server's HTTP API: one connection pool for blocking calls, one for async calls; `with` closes them."""
+
     what = "server"
 
     def __init__(self, url: str, timeout: float, retry_for: float = 0.0) -> None:
@@ -218,6 +219,20 @@ class _Http:
         self.retry_for = retry_for
         self._answered = False
         self._http = _http.client(base_url=self.url, timeout=timeout)
+        self._ahttp: httpx.AsyncClient | None = None
+        self._ahttp_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+
+    def _async_http(self) -> httpx.AsyncClient:
+        """Return this client's async connection pool, made on first use in the running event loop.
+
+        An httpx.AsyncClient belongs to the event loop it first ran in, so another loop (a test's `asyncio.run`)
+        gets a pool of its own.
+        """
+        loop = asyncio.get_running_loop()
+        if self._ahttp is None or self._ahttp_loop is None or self._ahttp_loop() is not loop:
+            self._ahttp = _http.async_client(base_url=self.url, timeout=self.timeout)
+            self._ahttp_loop = weakref.ref(loop)
+        return self._ahttp
 
     fresh_after_error = False
     """Open new connections after an error answer (the ingress may close its side of the old one just after)."""
@@ -238,9 +253,12 @@ class _Http:
         attempts = _Attempts(self, method, path, retry)
         while True:
             try:
-                async with _http.async_client(base_url=self.url, timeout=self.timeout) as http:
-                    response = await http.request(method, path, **kwargs)
+                http = self._async_http()
+                response = await http.request(method, path, **kwargs)
                 self._answered = True
+                if response.is_error and self.fresh_after_error and self._ahttp is http:
+                    self._ahttp = None
+                    await http.aclose()
                 return _decode(response)
             except (RestateError, httpx.TransportError) as err:
                 await asyncio.sleep(attempts.wait_before_next(err))
@@ -258,8 +276,28 @@ class _Http:
         old.close()
 
     def close(self) -> None:
-        """Close the underlying connection pool."""
+        """Close the connection pools (the async one is let go: `aclose()` closes it from inside its event loop)."""
         self._http.close()
+        self._ahttp = None
+
+    async def aclose(self) -> None:
+        """Close the connection pools, from inside the event loop."""
+        self._http.close()
+        ahttp, self._ahttp = self._ahttp, None
+        if ahttp is not None:
+            await ahttp.aclose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
@@ -323,9 +361,10 @@ class Ingress(_Http):
         answer = self._request("POST", path, **self._call_args(body, idempotency_key, False))
         return SendResult(answer["invocationId"], answer.get("status", ""))
 
-    def attach(self, invocation_id: str) -> Any:
-        """Wait for an invocation to finish and return its result."""
-        return self._request("GET", f"/restate/invocation/{quote(invocation_id, safe='')}/attach")
+    def attach(self, invocation_id: str, *, timeout: float | None = None) -> Any:
+        """Wait for an invocation to finish and return its result (at most `timeout` s, else this client's)."""
+        limit: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
+        return self._request("GET", f"/restate/invocation/{quote(invocation_id, safe='')}/attach", **limit)
 
     async def aattach(self, invocation_id: str) -> Any:
         """Wait for an invocation without blocking the event loop."""
@@ -393,6 +432,14 @@ class Admin(_Http):
     def services(self) -> list[str]:
         """List the names of the registered services."""
         return [s["name"] for s in self._request("GET", "/services")["services"]]
+
+    def service(self, name: str) -> dict[str, Any]:
+        """Return one registered service: its type, handlers, the deployment that serves it now (`deployment_id`)."""
+        return dict(self._request("GET", f"/services/{quote(name, safe='')}"))
+
+    def deployment(self, deployment_id: str) -> dict[str, Any]:
+        """Return one deployment: its uri, when it was registered (`created_at`), the services it serves."""
+        return dict(self._request("GET", f"/deployments/{quote(deployment_id, safe='')}"))
 
     def query(self, sql: str) -> list[dict[str, Any]]:
         """Run SQL over the server's tables (sys_invocation, sys_journal, state, ...); return rows."""

@@ -39,7 +39,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -54,18 +54,6 @@ __all__ = ["FAKE_KEY", "FAULTS", "GeminiStub", "StubControl", "StubRequest", "ph
 FAKE_KEY = "AIzaSy-fake-key-for-the-gemini-stub-000"
 """The key tests and Gemini mode set: it looks like a Gemini key, so a leak of it is easy to grep for."""
 
-FAULTS = (
-    "quota",
-    "internal",
-    "unavailable",
-    "bad_key",
-    "denied",
-    "no_model",
-    "safety",
-    "malformed",
-    "empty",
-    "slow",
-)
 
 _IDENTITY = re.compile(r'Your internal name is "([^"]+)"')
 _PATH = re.compile(r"^/v1beta/models/(?P<model>[^/:?]+)(?::(?P<method>generateContent|streamGenerateContent))?$")
@@ -97,78 +85,124 @@ def _error(code: int, status: str, message: str, details: list[dict[str, Any]] |
     return {"error": body}
 
 
-def _fault_answer(fault: str, model: str, key: str, retry_delay: float) -> tuple[int, dict[str, Any]] | None:
-    """Return the (status, body) Gemini sends for an error fault, or None for faults answered with a 200."""
-    if fault == "quota":
-        return 429, _error(
-            429,
-            "RESOURCE_EXHAUSTED",
-            "You exceeded your current quota, please check your plan and billing details. For more information "
-            "on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.",
-            [
-                {
-                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
-                    "violations": [
-                        {
-                            "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
-                            "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
-                            "quotaDimensions": {"location": "global", "model": model},
-                            "quotaValue": "10",
-                        }
-                    ],
-                },
-            ]
-            + (
-                [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_delay:g}s"}]
-                if retry_delay > 0
-                else []
-            ),
-        )
-    if fault == "internal":
-        return 500, _error(
-            500,
-            "INTERNAL",
-            "An internal error has occurred. Please retry or report in "
-            "https://developers.generativeai.google/guide/troubleshooting",
-        )
-    if fault == "unavailable":
-        return 503, _error(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
-    if fault == "bad_key":
-        return 400, _error(
-            400,
-            "INVALID_ARGUMENT",
-            "API key not valid. Please pass a valid API key.",
-            [
-                {
-                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                    "reason": "API_KEY_INVALID",
-                    "domain": "googleapis.com",
-                    "metadata": {"service": "generativelanguage.googleapis.com"},
-                }
-            ],
-        )
-    if fault == "denied":
-        return 403, _error(
-            403,
-            "PERMISSION_DENIED",
-            f"Permission denied: Consumer 'api_key:{key}' has been suspended.",
-            [
-                {
-                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                    "reason": "CONSUMER_SUSPENDED",
-                    "domain": "googleapis.com",
-                    "metadata": {"consumer": f"projects/0/apiKeys/{key}"},
-                }
-            ],
-        )
-    if fault == "no_model":
-        return 404, _error(
-            404,
-            "NOT_FOUND",
-            f"models/{model} is not found for API version v1beta, or is not supported for generateContent. "
-            "Call ListModels to see the list of available models and their supported methods.",
-        )
-    return None
+def _quota(model: str, key: str, retry_delay: float) -> dict[str, Any]:
+    violation = {
+        "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+        "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+        "quotaDimensions": {"location": "global", "model": model},
+        "quotaValue": "10",
+    }
+    details: list[dict[str, Any]] = [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [violation]}
+    ]
+    if retry_delay > 0:
+        details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_delay:g}s"})
+    return _error(
+        429,
+        "RESOURCE_EXHAUSTED",
+        "You exceeded your current quota, please check your plan and billing details. For more information "
+        "on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.",
+        details,
+    )
+
+
+def _internal(model: str, key: str, retry_delay: float) -> dict[str, Any]:
+    return _error(
+        500,
+        "INTERNAL",
+        "An internal error has occurred. Please retry or report in "
+        "https://developers.generativeai.google/guide/troubleshooting",
+    )
+
+
+def _unavailable(model: str, key: str, retry_delay: float) -> dict[str, Any]:
+    return _error(503, "UNAVAILABLE", "The model is overloaded. Please try again later.")
+
+
+def _bad_key(model: str, key: str, retry_delay: float) -> dict[str, Any]:
+    info = {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "API_KEY_INVALID",
+        "domain": "googleapis.com",
+        "metadata": {"service": "generativelanguage.googleapis.com"},
+    }
+    return _error(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key.", [info])
+
+
+def _denied(model: str, key: str, retry_delay: float) -> dict[str, Any]:
+    info = {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "CONSUMER_SUSPENDED",
+        "domain": "googleapis.com",
+        "metadata": {"consumer": f"projects/0/apiKeys/{key}"},
+    }
+    return _error(403, "PERMISSION_DENIED", f"Permission denied: Consumer 'api_key:{key}' has been suspended.", [info])
+
+
+def _no_model(model: str, key: str, retry_delay: float) -> dict[str, Any]:
+    return _error(
+        404,
+        "NOT_FOUND",
+        f"models/{model} is not found for API version v1beta, or is not supported for generateContent. "
+        "Call ListModels to see the list of available models and their supported methods.",
+    )
+
+
+def _no_content(model: str, candidates: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """A 200 with no usable answer: Gemini's envelope around `candidates` (none at all if None)."""
+    usage = {"promptTokenCount": 12, "totalTokenCount": 12}
+    envelope: dict[str, Any] = {"usageMetadata": usage, "modelVersion": model, "responseId": uuid.uuid4().hex[:22]}
+    if candidates is not None:
+        envelope["candidates"] = candidates
+    return envelope
+
+
+def _safety(model: str, key: str, retry_delay: float) -> dict[str, Any]:
+    rating = {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}
+    return _no_content(model, [{"finishReason": "SAFETY", "index": 0, "safetyRatings": [rating]}])
+
+
+def _malformed(model: str, key: str, retry_delay: float) -> dict[str, Any]:
+    candidate = {
+        "content": {},
+        "finishReason": "MALFORMED_FUNCTION_CALL",
+        "finishMessage": "Malformed function call: print(default_api.get_weather(city=New York))",
+        "index": 0,
+    }
+    return _no_content(model, [candidate])
+
+
+def _empty(model: str, key: str, retry_delay: float) -> dict[str, Any]:
+    return _no_content(model, None)
+
+
+@dataclass(frozen=True)
+class _Fault:
+    """How the stub plays one of Gemini's faults: the status and body it answers with, or a normal answer, late."""
+
+    status: int = 200
+    body: Callable[[str, str, float], dict[str, Any]] | None = None
+    """Build the answer from (model, key, retry_delay); None: answer normally."""
+    late: bool = False
+    """Answer a generation only after the fault's `delay` seconds."""
+
+
+_FAULTS: dict[str, _Fault] = {
+    "quota": _Fault(429, _quota),
+    "internal": _Fault(500, _internal),
+    "unavailable": _Fault(503, _unavailable),
+    "bad_key": _Fault(400, _bad_key),
+    "denied": _Fault(403, _denied),
+    "no_model": _Fault(404, _no_model),
+    "safety": _Fault(200, _safety),
+    "malformed": _Fault(200, _malformed),
+    "empty": _Fault(200, _empty),
+    "slow": _Fault(late=True),
+}
+"""Every fault the stub plays, each defined here only (the module's docstring describes them)."""
+
+FAULTS = tuple(_FAULTS)
+"""The names of the faults, for `stub.fault(name)`."""
 
 
 class GeminiStub:
@@ -320,31 +354,6 @@ def _check_signatures(contents: list[types.Content]) -> None:
                     raise _SignatureMissing(p.function_call.name or "")
 
 
-def _empty_answer(fault: str, model: str) -> dict[str, Any]:
-    usage = {"promptTokenCount": 12, "totalTokenCount": 12}
-    envelope: dict[str, Any] = {"usageMetadata": usage, "modelVersion": model, "responseId": uuid.uuid4().hex[:22]}
-    if fault == "safety":
-        envelope["candidates"] = [
-            {
-                "finishReason": "SAFETY",
-                "index": 0,
-                "safetyRatings": [
-                    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}
-                ],
-            }
-        ]
-    elif fault == "malformed":
-        envelope["candidates"] = [
-            {
-                "content": {},
-                "finishReason": "MALFORMED_FUNCTION_CALL",
-                "finishMessage": "Malformed function call: print(default_api.get_weather(city=New York))",
-                "index": 0,
-            }
-        ]
-    return envelope
-
-
 def _handler(stub: GeminiStub) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -412,6 +421,7 @@ def _handler(stub: GeminiStub) -> type[BaseHTTPRequestHandler]:
             fault, retry_delay, delay = stub._take_fault()
             if fault is None and not model.startswith("gemini-"):
                 fault = "no_model"
+            play = _FAULTS[fault] if fault is not None else None
             agent = ""
             if not key:
                 status, answer = (
@@ -423,10 +433,8 @@ def _handler(stub: GeminiStub) -> type[BaseHTTPRequestHandler]:
                         "Please use API Key or other form of API consumer identity to call this API.",
                     ),
                 )
-            elif fault is not None and (error := _fault_answer(fault, model, key, retry_delay)) is not None:
-                status, answer = error
-            elif fault in ("safety", "malformed", "empty"):
-                status, answer = 200, _empty_answer(fault, model)
+            elif play is not None and play.body is not None:
+                status, answer = play.status, play.body(model, key, retry_delay)
             elif method == "GET":
                 status, answer = (
                     200,
@@ -438,7 +446,7 @@ def _handler(stub: GeminiStub) -> type[BaseHTTPRequestHandler]:
                     },
                 )
             else:
-                if fault == "slow":
+                if play is not None and play.late:
                     time.sleep(delay)
                 try:
                     answer, agent = stub.answer(model, body)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import re
 import time
 import warnings
 from collections.abc import Collection, Mapping
@@ -30,7 +29,6 @@ from ._paths import REPO_ROOT, data_dir
 __all__ = ["Pass", "clear", "learner", "path", "read", "record", "record_result", "table"]
 
 FILE_NAME = "progress.jsonl"
-_TITLE = re.compile(r"^Lesson (\d+) · exercise (\d+)$")
 
 
 @dataclass(frozen=True)
@@ -45,10 +43,13 @@ class Pass:
 
 class _Result(Protocol):
     @property
-    def exercise(self) -> str: ...
+    def ok(self) -> bool: ...
 
     @property
-    def ok(self) -> bool: ...
+    def lesson(self) -> int: ...
+
+    @property
+    def exercise(self) -> int: ...
 
 
 R = TypeVar("R", bound=_Result)
@@ -79,11 +80,10 @@ def record(lesson: int, exercise: int, *, who: str | None = None, at: float | No
 
 
 def record_result(result: R) -> R:
-    """Record a check's result if it passed; return it unchanged. Never fails the check itself."""
-    match = _TITLE.match(result.exercise)
-    if result.ok and match:
+    """Record a check's result if it passed a lesson's exercise; return it unchanged. Never fails the check itself."""
+    if result.ok and result.lesson > 0 and result.exercise > 0:
         try:
-            record(int(match.group(1)), int(match.group(2)))
+            record(result.lesson, result.exercise)
         except OSError as err:
             warnings.warn(f"could not record your progress in {path()}: {err}", stacklevel=2)
     return result

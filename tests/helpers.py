@@ -5,15 +5,28 @@ Every wait here polls with a deadline and fails with what it waited for; none as
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import json
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from agent_lib import observe
 from agent_lib.check import Began, CheckResult
-from agent_lib.clients import Admin
+from agent_lib.clients import Admin, RestateError
 
-__all__ = ["CLOCK_SEPARATION", "begin", "failed", "wait_for", "wait_status"]
+__all__ = [
+    "CLOCK_SEPARATION",
+    "begin",
+    "begin_again",
+    "failed",
+    "pause",
+    "wait_failure",
+    "wait_for",
+    "wait_pending",
+    "wait_status",
+]
 
 T = TypeVar("T")
 
@@ -44,18 +57,37 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 120.0, e
 
 
 def wait_status(admin: Admin, invocation_id: str, status: str, timeout: float = 120.0) -> dict[str, Any]:
-    """Wait until an invocation has `status`; return its sys_invocation row."""
-    seen: list[object] = [None]
+    """Wait until an invocation has `status` (observe.wait_for_status: the kit's one status wait); return its row."""
+    return observe.wait_for_status(admin, invocation_id, status, timeout=timeout)
 
-    def probe() -> dict[str, Any] | None:
+
+def wait_failure(admin: Admin, invocation_id: str, timeout: float = 120.0) -> dict[str, Any]:
+    """Wait until an invocation has recorded a failure (its `last_failure`); return its sys_invocation row."""
+
+    def failing() -> dict[str, Any] | None:
         row = admin.invocation(invocation_id)
-        seen[0] = row and row.get("status")
-        return row if row is not None and row.get("status") == status else None
+        return row if row is not None and row.get("last_failure") else None
 
-    try:
-        return wait_for(f"{invocation_id} is {status}", probe, timeout)
-    except AssertionError as err:
-        raise AssertionError(f"{err} (its status: {seen[0]})") from None
+    return wait_for(f"a failure of {invocation_id}", failing, timeout)
+
+
+def pause(admin: Admin, invocation_id: str, timeout: float = 30.0) -> None:
+    """Pause an invocation, asking again until it is paused (a pause asked between two attempts may not hold)."""
+
+    def paused() -> bool:
+        with contextlib.suppress(RestateError):
+            admin.pause(invocation_id)
+        return admin.status(invocation_id) == "paused"
+
+    wait_for(f"{invocation_id} paused", paused, timeout, every=0.3)
+
+
+def wait_pending(admin: Admin, service: str, key: str, timeout: float = 120.0) -> dict[str, Any]:
+    """Wait until `service` holds an approval request under `key` (its `pending` state); return it."""
+    state = wait_for(
+        f"an approval request of {service}/{key}", lambda: admin.state(service, key).get("pending"), timeout
+    )
+    return dict(json.loads(state))
 
 
 def begin(lesson: int, admin: Admin, *args: Any) -> Began:
@@ -64,3 +96,9 @@ def begin(lesson: int, admin: Admin, *args: Any) -> Began:
     time.sleep(CLOCK_SEPARATION)
     assert isinstance(began, Began)
     return began
+
+
+def begin_again(lesson: int, admin: Admin, *args: Any) -> Began:
+    """Begin lesson `lesson`'s exercises again, a moment after the work so far: that work is then older than begin()."""
+    time.sleep(0.05)
+    return begin(lesson, admin, *args)

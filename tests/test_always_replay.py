@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +15,7 @@ from agent_lib._modes import suspend_after
 from agent_lib.clients import Admin, Ingress
 from agent_lib.server import RestateServer, free_port
 from agent_lib.serving import AgentProcess
+from tests.helpers import wait_failure
 
 pytestmark = pytest.mark.agent  # a finished agent's tests: `make test-replay` runs them too
 
@@ -89,11 +89,7 @@ def test_always_replay_catches_a_handler_drawing_uuid4_outside_run(
     monkeypatch.setenv("RESTATE_ALWAYS_REPLAY", "1")
     admin, ingress = drawer_on(_server(tmp_path))
     sent = ingress.send("TestDrawsOutsideRun", "draw", "ticket")
-    deadline = time.monotonic() + 30
-    row = admin.invocation(sent.invocation_id) or {}
-    while not row.get("last_failure") and time.monotonic() < deadline:
-        time.sleep(0.2)
-        row = admin.invocation(sent.invocation_id) or {}
+    row = wait_failure(admin, sent.invocation_id, 30)
     assert row.get("status") != "completed", "the handler passed: always replay did not replay it"
     assert "Journal mismatch" in str(row.get("last_failure")), row
     assert "ticket" in str(row.get("last_failure")), "the mismatch names the step whose name changed"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from agent_lib.models import Call, Turn, uses_gemini
 from agent_lib.observe import wait_for_status
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.agent  # a finished agent's tests: `make test-replay` runs them too
 
@@ -54,16 +54,6 @@ def test_the_script_files_a_claim_with_what_earlier_turns_said() -> None:
     assert desk_script(_turn("What is the status of my claim?")) == [Call("claim_status")]
 
 
-def _wait_pending(ingress: Ingress, claim: str, timeout: float = 90.0) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pending = ingress.call(APPROVALS, "show", key=claim)
-        if pending:
-            return dict(pending)
-        time.sleep(0.3)
-    raise TimeoutError(f"claim {claim} never asked for approval")
-
-
 @pytest.mark.slow
 def test_a_claim_survives_a_kill_while_it_waits_for_approval(
     desk: AgentProcess, ingress: Ingress, admin: Admin, ledger: Ledger
@@ -72,7 +62,7 @@ def test_a_claim_survives_a_kill_while_it_waits_for_approval(
     claim = claim_id(conversation)
     assert "POL-1001" in ingress.call(DESK, "run", HELLO, key=conversation)
     sent = ingress.send(DESK, "run", CAR, key=conversation)
-    pending = _wait_pending(ingress, claim)
+    pending = wait_for(f"claim {claim} to ask for approval", lambda: ingress.call(APPROVALS, "show", key=claim), 90)
     assert pending["amount"] == 1900.0 and "awakeable_id" not in pending
 
     wait_for_status(admin, sent.invocation_id, "suspended", timeout=60)

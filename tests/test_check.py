@@ -22,6 +22,7 @@ from agent_lib.check._core import Fail, call, exercise, send
 from agent_lib.clients import Admin, Ingress
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
+from tests.helpers import begin, failed
 
 stoppable = restate.Service("CheckTestStoppable")
 
@@ -37,13 +38,6 @@ def capstone(restate_server: RestateServer, _kit_data: Path) -> Iterator[AgentPr
     proc = AgentProcess(TARGETS, admin=Admin(restate_server.admin_url), name="check-capstone")
     with proc:
         yield proc
-
-
-def _failed(result: CheckResult, *words: str) -> None:
-    assert not result.ok and not result, result
-    assert all(w in result.message for w in words), result.message
-    with pytest.raises(AssertionError, match="FAIL Lesson"):
-        result.assert_ok()
 
 
 def test_a_result_renders_pass_and_fail_with_its_hint() -> None:
@@ -83,7 +77,7 @@ def test_a_check_that_hangs_gives_up_within_its_deadline() -> None:
     started = time.monotonic()
     result = _probe(lambda: time.sleep(30) or "never", deadline=1).sync()
     assert time.monotonic() - started < 1 + _core._GRACE + 1
-    _failed(result, "gave up after 1 s")
+    failed(result, "gave up after 1 s")
 
 
 def test_a_failed_check_kills_the_invocations_it_started(
@@ -93,10 +87,10 @@ def test_a_failed_check_kills_the_invocations_it_started(
 
     def body(admin: Admin) -> str:
         started.append(send(ingress, "TestWaiter", "wait", "parked", key=key))
-        raise Fail("the learner's answer is wrong")
+        raise Fail("the learner's answer is wrong", "fix the answer")
 
     result = _probe(body).sync(admin)
-    _failed(result, "the learner's answer is wrong", "killed 1 invocation", started[0])
+    failed(result, "the learner's answer is wrong", "killed 1 invocation", started[0])
     assert admin.status(started[0]) == "completed"
 
 
@@ -110,7 +104,7 @@ def test_a_check_waiting_past_its_deadline_fails_and_kills_what_it_waits_for(
     started = time.monotonic()
     result = _probe(body, deadline=3).sync(admin)
     assert time.monotonic() - started < 3 + _core._GRACE + 5
-    _failed(result, "gave up after 3 s", "an answer from TestWaiter/wait", "killed 1 invocation")
+    failed(result, "gave up after 3 s", "an answer from TestWaiter/wait", "killed 1 invocation")
 
 
 def test_a_check_calling_a_stopped_process_fails_fast_and_cleans_up(
@@ -127,7 +121,7 @@ def test_a_check_calling_a_stopped_process_fails_fast_and_cleans_up(
     started = time.monotonic()
     result = _probe(body, deadline=60).sync(admin)
     assert time.monotonic() - started < 20
-    _failed(result, "the process that serves CheckTestStoppable is stopped", "killed 1 invocation")
+    failed(result, "the process that serves CheckTestStoppable is stopped", "killed 1 invocation")
     assert "start it again" in result.hint
     assert _core.listening(proc.url) is False
 
@@ -143,20 +137,20 @@ def test_begin_refuses_an_invocation_and_a_deployment_from_before_it(
         _core.require_new_deployment(admin, "WeatherAgent")
         return "new"
 
-    _failed(_probe(body).sync(admin, old), "not recorded")
+    failed(_probe(body).sync(admin, old), "not recorded")
     began = _core.begin(99, admin)
     assert "exercises begun" in repr(began)
-    _failed(_probe(body).sync(admin, old), "the order", "before you began the exercises")
+    failed(_probe(body).sync(admin, old), "the order", "before you began the exercises")
     new = ingress.send("WeatherAgent", "run", "What is the weather in Rome?", key=key).invocation_id
-    _failed(_probe(body).sync(admin, new), "WeatherAgent is served by a deployment registered at")
+    failed(_probe(body).sync(admin, new), "WeatherAgent is served by a deployment registered at")
     admin.register(weather.url)  # registered again after begin: the check sees it as new
     assert _probe(body).sync(admin, new).ok
 
 
 def test_a_check_is_awaitable_and_names_its_exercise(ingress: Ingress, admin: Admin) -> None:
     result = asyncio.run(check.lesson_01.exercise_1(ingress, admin, service="NoSuchAgent"))
-    assert result.exercise == "Lesson 01 · exercise 1"
-    _failed(result, "NoSuchAgent")
+    assert (result.title, result.lesson, result.exercise) == ("Lesson 01 · exercise 1", 1, 1)
+    failed(result, "NoSuchAgent")
     assert "register" in result.hint
 
 
@@ -164,23 +158,22 @@ def test_lesson_03_forget_fails_on_an_agent_without_that_handler(
     weather: AgentProcess, ingress: Ingress, admin: Admin
 ) -> None:
     result = check.lesson_03.exercise_3.sync(ingress, admin, service="WeatherAgent")
-    _failed(result, "not both 'run' and 'forget'")
+    failed(result, "not both 'run' and 'forget'")
 
 
 def test_lesson_03_queue_fails_on_a_key_with_one_message(
     weather: AgentProcess, ingress: Ingress, admin: Admin, key: str
 ) -> None:
-    check.lesson_03.begin(admin)
-    asyncio.run(asyncio.sleep(0.02))  # the server may stamp a call made at once 1 ms before begin's clock
+    begin(3, admin)
     ingress.call("WeatherAgent", "run", "What is the weather in Oslo?", key=key)
-    _failed(check.lesson_03.exercise_1.sync(admin, key, ["running"], service="WeatherAgent"), "not 3")
+    failed(check.lesson_03.exercise_1.sync(admin, key, ["running"], service="WeatherAgent"), "not 3")
 
 
 def test_lesson_06_recipe_fails_on_an_unknown_invocation(ingress: Ingress, admin: Admin) -> None:
     check.lesson_06.begin(admin)
     sql = "SELECT id FROM sys_invocation WHERE last_failure LIKE '%no such failure%'"
     result = check.lesson_06.exercise_1.sync(ingress, admin, sql, "inv_1nosuchinvocation0000000000000000")
-    _failed(result, "not a valid invocation id")
+    failed(result, "not a valid invocation id")
 
 
 def test_lesson_09_checks_fail_on_a_conversation_with_one_paid_claim(
@@ -188,10 +181,10 @@ def test_lesson_09_checks_fail_on_a_conversation_with_one_paid_claim(
 ) -> None:
     conversation = f"check-{uuid.uuid4().hex[:6]}"
     check.lesson_09.begin(admin)
-    _failed(check.lesson_09.exercise_1.sync(ingress, admin, conversation), "no claims filed")
+    failed(check.lesson_09.exercise_1.sync(ingress, admin, conversation), "no claims filed")
     ingress.call(DESK, "run", "Hi, I am cust-ana, my policy is POL-1001.", key=conversation)
     reply = ingress.call(DESK, "run", "A storm damaged the roof of my home on 2025-11-02: 650 EUR.", key=conversation)
     assert "paid at once" in reply
-    _failed(check.lesson_09.exercise_1.sync(ingress, admin, conversation), "only the home claim")
-    _failed(check.lesson_09.exercise_2.sync(ingress, admin, conversation), "was denied")
-    _failed(check.lesson_09.exercise_3.sync(ingress, admin, conversation, f"{conversation}-1", "why"), "not rejected")
+    failed(check.lesson_09.exercise_1.sync(ingress, admin, conversation), "only the home claim")
+    failed(check.lesson_09.exercise_2.sync(ingress, admin, conversation), "was denied")
+    failed(check.lesson_09.exercise_3.sync(ingress, admin, conversation, f"{conversation}-1", "why"), "not rejected")

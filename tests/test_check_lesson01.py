@@ -22,11 +22,12 @@ from restate.ext.adk import RestatePlugin, RestateSessionService, restate_object
 from agent_lib import check
 from agent_lib.agents._common import final_text, user_message
 from agent_lib.agents.weather import weather_report, weather_script
-from agent_lib.check import CheckResult, _core
+from agent_lib.check import _core
 from agent_lib.clients import Admin, Ingress
 from agent_lib.models import Call, Reply, Turn, default_model
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
+from tests.helpers import begin_again, failed
 
 pytestmark = pytest.mark.slow
 
@@ -175,15 +176,7 @@ def answers(restate_server: RestateServer, _kit_data: Path) -> Iterator[AgentPro
 def began_later(answers: AgentProcess, admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
     """Begin the exercises again now, for this test only: everything made so far is the lesson's."""
     monkeypatch.setitem(_core._began, 1, _core._began[1])
-    time.sleep(0.05)  # what came before begin() is at least this much older than it
-    _core.begin(1, admin)
-
-
-def _failed(result: CheckResult, *words: str) -> CheckResult:
-    assert not result.ok, result
-    assert all(w in result.message for w in words), result.message
-    assert result.hint, "a failure says what to try"
-    return result
+    begin_again(1, admin)
 
 
 def _remember(ingress: Ingress, service: str, key: str, messages: list[str] = REMEMBER) -> None:
@@ -204,7 +197,7 @@ def test_exercise_1_passes_a_durable_forecast_tool_with_days(
 
 def test_exercise_1_fails_a_forecast_tool_without_days(answers: AgentProcess, ingress: Ingress, admin: Admin) -> None:
     result = check.lesson_01.exercise_1.sync(ingress, admin, service="T01ForecastNoDays")
-    _failed(result, "get_forecast was called with", "no `days`")
+    failed(result, "get_forecast was called with", "no `days`")
     assert "days: int" in result.hint
 
 
@@ -212,7 +205,7 @@ def test_exercise_1_fails_a_forecast_tool_that_is_not_durable(
     answers: AgentProcess, ingress: Ingress, admin: Admin
 ) -> None:
     result = check.lesson_01.exercise_1.sync(ingress, admin, service="T01ForecastNoStep")
-    _failed(result, "none of them is a forecast step")
+    failed(result, "none of them is a forecast step")
     assert "run_typed" in result.hint
 
 
@@ -221,7 +214,7 @@ def test_exercise_1_fails_fast_on_a_tool_the_model_cannot_find(
 ) -> None:
     started = time.monotonic()
     result = check.lesson_01.exercise_1.sync(ingress, admin, service="T01ForecastMisnamed")
-    _failed(result, "keeps failing", "get_forecast", "killed 1 invocation")
+    failed(result, "keeps failing", "get_forecast", "killed 1 invocation")
     assert time.monotonic() - started < 30
 
 
@@ -229,11 +222,11 @@ def test_exercise_1_fails_the_lessons_agent_registered_before_begin(
     answers: AgentProcess, began_later: None, ingress: Ingress, admin: Admin
 ) -> None:
     result = check.lesson_01.exercise_1.sync(ingress, admin, service="T01Forecast")
-    _failed(result, "T01Forecast is served by a deployment registered at", "before you began the exercises")
+    failed(result, "T01Forecast is served by a deployment registered at", "before you began the exercises")
 
 
 def test_exercise_1_fails_a_name_nobody_serves(answers: AgentProcess, ingress: Ingress, admin: Admin) -> None:
-    _failed(check.lesson_01.exercise_1.sync(ingress, admin, service="MyForcastAgent"), "does not list", "MyForcast")
+    failed(check.lesson_01.exercise_1.sync(ingress, admin, service="MyForcastAgent"), "does not list", "MyForcast")
 
 
 def test_exercise_1_fails_fast_on_a_stopped_agent(
@@ -243,7 +236,7 @@ def test_exercise_1_fails_fast_on_a_stopped_agent(
     with proc:
         pass
     result = check.lesson_01.exercise_1.sync(ingress, admin, service="T01Stopped")
-    _failed(result, "T01Stopped is registered, but nothing listens at", "stopped")
+    failed(result, "T01Stopped is registered, but nothing listens at", "stopped")
     assert "killed" not in result.message, "the check started nothing"
 
 
@@ -263,7 +256,7 @@ def test_exercise_2_fails_when_only_one_city_was_asked(
     answers: AgentProcess, ingress: Ingress, admin: Admin, key: str
 ) -> None:
     _remember(ingress, "T01Forecast", key, [REMEMBER[0], REMEMBER[2]])
-    _failed(check.lesson_01.exercise_2.sync(ingress, admin, key, service="T01Forecast"), "two different cities")
+    failed(check.lesson_01.exercise_2.sync(ingress, admin, key, service="T01Forecast"), "two different cities")
 
 
 def test_exercise_2_fails_when_the_question_went_to_another_key(
@@ -272,7 +265,7 @@ def test_exercise_2_fails_when_the_question_went_to_another_key(
     _remember(ingress, "T01Forecast", key, REMEMBER[:2])
     ingress.call("T01Forecast", "run", REMEMBER[2], key=key + "-other")
     result = check.lesson_01.exercise_2.sync(ingress, admin, key, service="T01Forecast")
-    _failed(result, "the last message stored under", "What is the weather in Oslo?")
+    failed(result, "the last message stored under", "What is the weather in Oslo?")
 
 
 def test_exercise_2_fails_a_key_filled_before_begin(
@@ -280,11 +273,10 @@ def test_exercise_2_fails_a_key_filled_before_begin(
 ) -> None:
     _remember(ingress, "T01Forecast", key)
     monkeypatch.setitem(_core._began, 1, _core._began[1])
-    time.sleep(0.05)  # what came before begin() is at least this much older than it
-    _core.begin(1, admin)
+    begin_again(1, admin)
     admin.register(answers.url)  # the agent is served again after begin: only the key is old
     result = check.lesson_01.exercise_2.sync(ingress, admin, key, service="T01Forecast")
-    _failed(result, f"the key {key!r}: its turn", "before you began the exercises")
+    failed(result, f"the key {key!r}: its turn", "before you began the exercises")
     assert "new key" in result.hint
 
 
@@ -295,7 +287,7 @@ def test_exercise_2_fails_exercise_1s_key_reused(
     ingress.call("T01Forecast", "run", "What is the forecast for Paris for 3 days?", key=key)
     _remember(ingress, "T01Forecast", key)
     result = check.lesson_01.exercise_2.sync(ingress, admin, key, service="T01Forecast")
-    _failed(result, "holds more than your weather questions", "What is the forecast for Paris", "exercise 1's key")
+    failed(result, "holds more than your weather questions", "What is the forecast for Paris", "exercise 1's key")
     assert "new key" in result.hint
 
 
@@ -306,11 +298,10 @@ def test_exercise_2_says_begin_was_run_again(
     monkeypatch.setitem(_core._began, 1, _core._began[1])
     monkeypatch.setitem(_core._begun, 1, [_core._began[1].at])
     _remember(ingress, "T01Forecast", key)
-    time.sleep(0.05)
-    _core.begin(1, admin)
+    begin_again(1, admin)
     admin.register(answers.url)  # the agent is served again after begin: only the key is old
     result = check.lesson_01.exercise_2.sync(ingress, admin, key, service="T01Forecast")
-    _failed(result, "before you began the exercises", "you ran check.lesson_01.begin(admin) again", "2 times")
+    failed(result, "before you began the exercises", "you ran check.lesson_01.begin(admin) again", "2 times")
     assert "lesson's own" not in result.message and "leave the check.lesson_01.begin(admin) cell alone" in result.hint
 
 
@@ -319,11 +310,11 @@ def test_exercise_2_fails_the_lessons_weather_agent_and_its_key(
 ) -> None:
     _remember(ingress, "T01NoPlugin", key)
     result = check.lesson_01.exercise_2.sync(ingress, admin, key, service="T01NoPlugin")
-    _failed(result, "registered at", "before you began the exercises")
+    failed(result, "registered at", "before you began the exercises")
 
 
 def test_exercise_2_defaults_to_the_forecast_agent(answers: AgentProcess, ingress: Ingress, admin: Admin) -> None:
-    _failed(check.lesson_01.exercise_2.sync(ingress, admin, "learner-123"), "MyForecastAgent")
+    failed(check.lesson_01.exercise_2.sync(ingress, admin, "learner-123"), "MyForecastAgent")
 
 
 # --- exercise 3: without the plugin ---
@@ -337,7 +328,7 @@ def test_exercise_3_passes_an_agent_without_the_plugin(answers: AgentProcess, in
 
 def test_exercise_3_fails_an_agent_that_kept_the_plugin(answers: AgentProcess, ingress: Ingress, admin: Admin) -> None:
     result = check.lesson_01.exercise_3.sync(ingress, admin, service="T01Forecast")
-    _failed(result, "the journal still has model calls")
+    failed(result, "the journal still has model calls")
     assert "RestatePlugin" in result.hint
 
 
@@ -345,11 +336,11 @@ def test_exercise_3_fails_an_agent_whose_tool_is_not_durable(
     answers: AgentProcess, ingress: Ingress, admin: Admin
 ) -> None:
     result = check.lesson_01.exercise_3.sync(ingress, admin, service="T01NoPluginNoStep")
-    _failed(result, "the journal has no tool step")
+    failed(result, "the journal has no tool step")
     assert "run_typed" in result.hint
 
 
 def test_exercise_3_fails_a_deployment_from_before_begin(
     answers: AgentProcess, began_later: None, ingress: Ingress, admin: Admin
 ) -> None:
-    _failed(check.lesson_01.exercise_3.sync(ingress, admin, service="T01NoPlugin"), "before you began the exercises")
+    failed(check.lesson_01.exercise_3.sync(ingress, admin, service="T01NoPlugin"), "before you began the exercises")

@@ -7,7 +7,6 @@ The orders are real: sent to the order agents in a process these tests kill at a
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +15,12 @@ import pytest
 
 from agent_lib import check
 from agent_lib.agents import orders
-from agent_lib.check import CheckResult, _core
+from agent_lib.check import _core
 from agent_lib.clients import Admin, Ingress
 from agent_lib.gates import Gate
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
+from tests.helpers import begin_again, failed, wait_status
 
 pytestmark = pytest.mark.slow
 
@@ -82,13 +82,6 @@ def hook_crashes(agents: AgentProcess, restate_server: RestateServer) -> dict[st
     return {gate: _crash_at(agents, ingress, gate, "OrderAgent") for gate in HOOKS}
 
 
-def _failed(result: CheckResult, *words: str) -> CheckResult:
-    assert not result.ok, result
-    assert all(w in result.message for w in words), result.message
-    assert result.hint, "a failure says what to try"
-    return result
-
-
 # --- exercise 1: a safe crash point ---
 
 
@@ -100,33 +93,33 @@ def test_exercise_1_passes_a_kill_before_the_payment(no_keys_crashes: dict[str, 
 
 def test_exercise_1_fails_a_kill_after_the_payment(no_keys_crashes: dict[str, str], admin: Admin) -> None:
     result = check.lesson_02.exercise_1.sync(admin, no_keys_crashes["send_email.before_effect"])
-    _failed(result, "the payment was made by the process you killed", "after the payment, before the email")
+    failed(result, "the payment was made by the process you killed", "after the payment, before the email")
     assert "book_payment.before_effect" in result.hint
 
 
 def test_exercise_1_fails_a_kill_after_the_payments_effect(no_keys_crashes: dict[str, str], admin: Admin) -> None:
     result = check.lesson_02.exercise_1.sync(admin, no_keys_crashes["book_payment.after_effect"])
-    _failed(result, "the order made 2 payments", "the kill came after the payment's effect")
+    failed(result, "the order made 2 payments", "the kill came after the payment's effect")
 
 
 def test_exercise_1_fails_a_kill_before_the_model_asked_to_pay(no_keys_crashes: dict[str, str], admin: Admin) -> None:
     result = check.lesson_02.exercise_1.sync(admin, no_keys_crashes["check_stock.after_step"])
-    _failed(result, "the killed process made 1 model call(s)", "before the model asked for the payment")
+    failed(result, "the killed process made 1 model call(s)", "before the model asked for the payment")
 
 
 def test_exercise_1_fails_a_kill_before_the_stock_check(no_keys_crashes: dict[str, str], admin: Admin) -> None:
     result = check.lesson_02.exercise_1.sync(admin, no_keys_crashes["check_stock.before_effect"])
-    _failed(result, "the kill came before the stock check's effect", "had not reached its payment step")
+    failed(result, "the kill came before the stock check's effect", "had not reached its payment step")
 
 
 def test_exercise_1_fails_an_order_that_was_never_killed(agents: AgentProcess, ingress: Ingress, admin: Admin) -> None:
     result = check.lesson_02.exercise_1.sync(admin, _order(ingress, "OrderAgentNoKeys"))
-    _failed(result, "the order ran in one process only")
+    failed(result, "the order ran in one process only")
 
 
 def test_exercise_1_fails_the_agent_with_keys(hook_crashes: dict[str, str], admin: Admin) -> None:
     result = check.lesson_02.exercise_1.sync(admin, hook_crashes["orders.book_payment.before_effect"])
-    _failed(result, "went to OrderAgent, not OrderAgentNoKeys")
+    failed(result, "went to OrderAgent, not OrderAgentNoKeys")
 
 
 def test_exercise_1_says_the_process_is_stopped_not_dead(agents: AgentProcess, ingress: Ingress, admin: Admin) -> None:
@@ -137,7 +130,7 @@ def test_exercise_1_says_the_process_is_stopped_not_dead(agents: AgentProcess, i
     finally:
         agents.start()
         ingress.attach(sent.invocation_id)
-    _failed(result, "not finished: the process that serves OrderAgentNoKeys is stopped")
+    failed(result, "not finished: the process that serves OrderAgentNoKeys is stopped")
     assert "process.start()" in result.hint and "stopped the agent process" in result.hint
     assert "died" not in result.message
 
@@ -147,13 +140,12 @@ def test_exercise_1_fails_an_order_from_before_begin(
 ) -> None:
     old = _order(ingress, "OrderAgentNoKeys")
     monkeypatch.setitem(_core._began, 2, _core._began[2])
-    time.sleep(0.05)  # what came before begin() is at least this much older than it
-    _core.begin(2, admin)
-    _failed(check.lesson_02.exercise_1.sync(admin, old), "the order", "before you began the exercises")
+    begin_again(2, admin)
+    failed(check.lesson_02.exercise_1.sync(admin, old), "the order", "before you began the exercises")
 
 
 def test_exercise_1_fails_an_id_that_is_not_one(admin: Admin) -> None:
-    _failed(check.lesson_02.exercise_1.sync(admin, "inv_1nosuchinvocation0000000000000000"), "not a valid")
+    failed(check.lesson_02.exercise_1.sync(admin, "inv_1nosuchinvocation0000000000000000"), "not a valid")
 
 
 # --- exercise 2: the bank says no ---
@@ -167,17 +159,17 @@ def test_exercise_2_passes_an_order_the_bank_declines(agents: AgentProcess, ingr
 
 def test_exercise_2_fails_an_order_under_the_card_limit(agents: AgentProcess, ingress: Ingress, admin: Admin) -> None:
     result = check.lesson_02.exercise_2.sync(ingress, admin, _order(ingress, "OrderAgent", LAMPS))
-    _failed(result, "the order was paid ($80.00)", "the bank did not decline it")
+    failed(result, "the order was paid ($80.00)", "the bank did not decline it")
 
 
 def test_exercise_2_fails_the_agent_without_keys(agents: AgentProcess, ingress: Ingress, admin: Admin) -> None:
     result = check.lesson_02.exercise_2.sync(ingress, admin, _order(ingress, "OrderAgentNoKeys", DESKS))
-    _failed(result, "went to OrderAgentNoKeys, not OrderAgent")
+    failed(result, "went to OrderAgentNoKeys, not OrderAgent")
 
 
 def test_exercise_2_fails_an_item_the_shop_does_not_sell(agents: AgentProcess, ingress: Ingress, admin: Admin) -> None:
     result = check.lesson_02.exercise_2.sync(ingress, admin, _order(ingress, "OrderAgent", "Order 3 pianos for a@b.co"))
-    _failed(result, "the order never tried to pay")
+    failed(result, "the order never tried to pay")
 
 
 def test_exercise_2_fails_the_lessons_own_declined_order(
@@ -185,9 +177,8 @@ def test_exercise_2_fails_the_lessons_own_declined_order(
 ) -> None:
     section_3 = _order(ingress, "OrderAgent", DESKS)
     monkeypatch.setitem(_core._began, 2, _core._began[2])
-    time.sleep(0.05)  # what came before begin() is at least this much older than it
-    _core.begin(2, admin)
-    _failed(check.lesson_02.exercise_2.sync(ingress, admin, section_3), "before you began the exercises")
+    begin_again(2, admin)
+    failed(check.lesson_02.exercise_2.sync(ingress, admin, section_3), "before you began the exercises")
 
 
 # --- exercise 3: every hook point ---
@@ -205,13 +196,13 @@ def test_exercise_3_fails_when_only_one_order_of_three_was_killed(
     whole = [_order(ingress, "OrderAgent"), _order(ingress, "OrderAgent")]
     ids = [hook_crashes["orders.book_payment.after_effect"], *whole]
     result = check.lesson_02.exercise_3.sync(admin, ids)
-    _failed(result, "2 of the 3 orders ran in one process only", ids[1], ids[2])
+    failed(result, "2 of the 3 orders ran in one process only", ids[1], ids[2])
 
 
 def test_exercise_3_fails_the_before_effect_points_only(hook_crashes: dict[str, str], admin: Admin) -> None:
     ids = [i for gate, i in hook_crashes.items() if gate.endswith("before_effect")]
     result = check.lesson_02.exercise_3.sync(admin, ids)
-    _failed(result, "killed at 3 of the 9 hook points", "orders.check_stock.after_effect", "send_email.after_step")
+    failed(result, "killed at 3 of the 9 hook points", "orders.check_stock.after_effect", "send_email.after_step")
     assert "book_payment.before_effect" not in result.message.split("none at")[1]
 
 
@@ -220,7 +211,7 @@ def test_exercise_3_fails_six_of_the_nine_hook_points(hook_crashes: dict[str, st
     left_out = ["orders.check_stock.after_step", "orders.book_payment.after_step", "orders.send_email.after_step"]
     ids = [i for gate, i in hook_crashes.items() if gate not in left_out]
     result = check.lesson_02.exercise_3.sync(admin, ids)
-    _failed(result, "killed at 6 of the 9 hook points", "none at " + ", ".join(left_out))
+    failed(result, "killed at 6 of the 9 hook points", "none at " + ", ".join(left_out))
 
 
 def test_exercise_3_reads_the_ledger_for_a_gate_armed_again_since(
@@ -240,31 +231,28 @@ def test_exercise_1_says_a_paused_order_needs_a_resume(agents: AgentProcess, ing
     agents.kill()
     try:
         admin.pause(sent.invocation_id)
-        deadline = time.monotonic() + 30
-        while admin.status(sent.invocation_id) != "paused" and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_status(admin, sent.invocation_id, "paused", timeout=30)
         result = check.lesson_02.exercise_1.sync(admin, sent.invocation_id)
     finally:
         agents.start()
         admin.resume(sent.invocation_id)
         ingress.attach(sent.invocation_id)
-    _failed(result, f"order {sent.invocation_id} is paused, not finished", "120 times")
+    failed(result, f"order {sent.invocation_id} is paused, not finished", "120 times")
     assert "admin.resume(id)" in result.hint
 
 
 def test_exercise_3_fails_orders_to_the_agent_without_keys(no_keys_crashes: dict[str, str], admin: Admin) -> None:
     result = check.lesson_02.exercise_3.sync(admin, list(no_keys_crashes.values()))
-    _failed(result, "went to OrderAgentNoKeys, not OrderAgent")
+    failed(result, "went to OrderAgentNoKeys, not OrderAgent")
 
 
 def test_exercise_3_fails_one_id_instead_of_a_list(hook_crashes: dict[str, str], admin: Admin) -> None:
-    _failed(check.lesson_02.exercise_3.sync(admin, hook_crashes[HOOKS[0]]), "pass a list of invocation ids")
+    failed(check.lesson_02.exercise_3.sync(admin, hook_crashes[HOOKS[0]]), "pass a list of invocation ids")
 
 
 def test_exercise_3_fails_orders_from_before_begin(
     hook_crashes: dict[str, str], admin: Admin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(_core._began, 2, _core._began[2])
-    time.sleep(0.05)  # what came before begin() is at least this much older than it
-    _core.begin(2, admin)
-    _failed(check.lesson_02.exercise_3.sync(admin, list(hook_crashes.values())), "before you began the exercises")
+    begin_again(2, admin)
+    failed(check.lesson_02.exercise_3.sync(admin, list(hook_crashes.values())), "before you began the exercises")

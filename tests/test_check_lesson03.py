@@ -18,21 +18,14 @@ from restate.ext.adk import RestatePlugin, RestateSessionService
 from agent_lib import check
 from agent_lib.agents._common import final_text, user_message
 from agent_lib.agents.chat import PLAN_SECONDS_ENV, chat_script
-from agent_lib.check import CheckResult, _core
+from agent_lib.check import _core
 from agent_lib.check._core import Began
 from agent_lib.clients import Admin, Ingress
 from agent_lib.models import default_model
 from agent_lib.server import RestateServer, free_port
 from agent_lib.serving import AgentProcess
 from agent_lib.sessions import conversation
-
-
-def begin(admin: Admin) -> Began:
-    """Begin lesson 03's exercises; then wait 20 ms: the server may stamp an invocation sent at once 1 ms before it."""
-    began = check.lesson_03.begin(admin)
-    time.sleep(0.02)
-    return began
-
+from tests.helpers import begin, failed
 
 _runner = Runner(
     app=App(
@@ -114,7 +107,7 @@ def chat(restate_server: RestateServer, _kit_data: Path) -> Iterator[AgentProces
 
 @pytest.fixture(scope="module")
 def mine(restate_server: RestateServer, _kit_data: Path) -> Iterator[tuple[AgentProcess, Began]]:
-    began = begin(Admin(restate_server.admin_url))
+    began = begin(3, Admin(restate_server.admin_url))
     proc = AgentProcess(
         [
             "tests.test_check_lesson03:my_chat",
@@ -128,11 +121,6 @@ def mine(restate_server: RestateServer, _kit_data: Path) -> Iterator[tuple[Agent
         yield proc, began
 
 
-def _failed(result: CheckResult, *words: str) -> None:
-    assert not result.ok, result
-    assert all(w in result.message for w in words), result.message
-
-
 @dataclass
 class Queue:
     key: str
@@ -143,7 +131,7 @@ class Queue:
 @pytest.fixture(scope="module")
 def queue(chat: AgentProcess, restate_server: RestateServer) -> Queue:
     ingress, admin = Ingress(restate_server.ingress_url), Admin(restate_server.admin_url)
-    began = begin(admin)
+    began = begin(3, admin)
     key = f"queue-{uuid.uuid4().hex[:6]}"
     sent = [ingress.send("ChatAgent", "run", f"Plan a trip to {city}.", key=key) for city in ("Lima", "Oslo", "Kyoto")]
     statuses = [str(admin.status(s.invocation_id)) for s in sent]
@@ -166,7 +154,7 @@ def test_queue_fails_with_statuses_read_after_the_messages_finished(
 ) -> None:
     monkeypatch.setitem(_core._began, 3, queue.began)
     late = [str(admin.status(i["id"])) for i in admin.invocations("ChatAgent") if i["target_service_key"] == queue.key]
-    _failed(check.lesson_03.exercise_1.sync(admin, queue.key, late), "already finished")
+    failed(check.lesson_03.exercise_1.sync(admin, queue.key, late), "already finished")
 
 
 def test_queue_fails_with_the_statuses_out_of_order(
@@ -175,37 +163,37 @@ def test_queue_fails_with_the_statuses_out_of_order(
     monkeypatch.setitem(_core._began, 3, queue.began)
     assert queue.statuses[1:] == ["pending", "pending"], queue.statuses
     reversed_order = ["pending", "pending", "running"]
-    _failed(check.lesson_03.exercise_1.sync(admin, queue.key, reversed_order), "first in, first out")
+    failed(check.lesson_03.exercise_1.sync(admin, queue.key, reversed_order), "first in, first out")
 
 
 def test_queue_fails_with_one_status_missing(queue: Queue, admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(_core._began, 3, queue.began)
-    _failed(check.lesson_03.exercise_1.sync(admin, queue.key, queue.statuses[:2]), "2 status(es)", "3 messages")
+    failed(check.lesson_03.exercise_1.sync(admin, queue.key, queue.statuses[:2]), "2 status(es)", "3 messages")
 
 
 def test_queue_refuses_a_key_used_before_the_exercises_began(queue: Queue, admin: Admin) -> None:
-    begin(admin)
-    _failed(check.lesson_03.exercise_1.sync(admin, queue.key, queue.statuses), "before the exercises began")
+    begin(3, admin)
+    failed(check.lesson_03.exercise_1.sync(admin, queue.key, queue.statuses), "before the exercises began")
 
 
 def test_queue_fails_with_two_messages_only(chat: AgentProcess, ingress: Ingress, admin: Admin, key: str) -> None:
-    begin(admin)
+    begin(3, admin)
     sent = [ingress.send("ChatAgent", "run", f"Plan a trip to {city}.", key=key) for city in ("Lima", "Oslo")]
     statuses = [str(admin.status(s.invocation_id)) for s in sent]
     for s in sent:
         ingress.attach(s.invocation_id)
-    _failed(check.lesson_03.exercise_1.sync(admin, key, statuses), "2 message(s)", "not 3")
+    failed(check.lesson_03.exercise_1.sync(admin, key, statuses), "2 message(s)", "not 3")
 
 
 def test_queue_refuses_typed_statuses_of_messages_that_never_queued(
     chat: AgentProcess, ingress: Ingress, admin: Admin, key: str
 ) -> None:
     """Three ingress.calls in a row never queue: the statuses typed in claim a queue the server never saw."""
-    begin(admin)
+    begin(3, admin)
     for city in ("Lima", "Oslo", "Kyoto"):
         ingress.call("ChatAgent", "run", f"Plan a trip to {city}.", key=key)
     result = check.lesson_03.exercise_1.sync(admin, key, ["running", "pending", "pending"])
-    _failed(result, "the server saw no queue", "message 2", "after message 1 had finished")
+    failed(result, "the server saw no queue", "message 2", "after message 1 had finished")
     assert "ingress.call waits for each answer" in result.hint
 
 
@@ -214,14 +202,14 @@ def test_queue_says_begin_was_run_again(
 ) -> None:
     """The begin() cell run again after the work: the message says so, and how to recover."""
     monkeypatch.setitem(_core._begun, 3, [])
-    monkeypatch.setitem(_core._began, 3, begin(admin))
+    monkeypatch.setitem(_core._began, 3, begin(3, admin))
     sent = [ingress.send("ChatAgent", "run", f"Plan a trip to {city}.", key=key) for city in ("Lima", "Oslo", "Kyoto")]
     statuses = [str(admin.status(s.invocation_id)) for s in sent]
     for s in sent:
         ingress.attach(s.invocation_id)
-    begin(admin)
+    begin(3, admin)
     result = check.lesson_03.exercise_1.sync(admin, key, statuses)
-    _failed(result, "before the exercises began", "you ran check.lesson_03.begin(admin) again", "2 times in all")
+    failed(result, "before the exercises began", "you ran check.lesson_03.begin(admin) again", "2 times in all")
     assert "lesson's own" not in result.message
     assert "leave the check.lesson_03.begin(admin) cell alone" in result.hint
 
@@ -246,10 +234,10 @@ def test_begin_says_at_once_that_the_server_does_not_answer(monkeypatch: pytest.
 
 
 def test_queue_fails_on_the_wrong_agent(chat: AgentProcess, ingress: Ingress, admin: Admin, key: str) -> None:
-    begin(admin)
+    begin(3, admin)
     ingress.call("CompactChatAgent", "run", "Plan a trip to Lima.", key=key)
     result = check.lesson_03.exercise_1.sync(admin, key, ["running", "pending", "pending"])
-    _failed(result, "on CompactChatAgent, not on ChatAgent")
+    failed(result, "on CompactChatAgent, not on ChatAgent")
 
 
 @dataclass
@@ -261,7 +249,7 @@ class Talk:
 @pytest.fixture(scope="module")
 def grace(chat: AgentProcess, restate_server: RestateServer) -> Talk:
     ingress = Ingress(restate_server.ingress_url)
-    began = begin(Admin(restate_server.admin_url))
+    began = begin(3, Admin(restate_server.admin_url))
     key = f"grace-{uuid.uuid4().hex[:6]}"
     for message in conversation(30, name="Grace"):
         ingress.call("CompactChatAgent", "run", message, key=key)
@@ -281,37 +269,37 @@ def test_compaction_fails_on_a_near_miss_name(
     grace: Talk, ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(_core._began, 3, grace.began)
-    _failed(check.lesson_03.exercise_2.sync(ingress, admin, grace.key, "Gra"), "does not name 'Gra'")
+    failed(check.lesson_03.exercise_2.sync(ingress, admin, grace.key, "Gra"), "does not name 'Gra'")
 
 
 def test_compaction_refuses_the_lessons_name(grace: Talk, ingress: Ingress, admin: Admin) -> None:
-    _failed(check.lesson_03.exercise_2.sync(ingress, admin, grace.key, "Ada"), "the lesson's own name")
+    failed(check.lesson_03.exercise_2.sync(ingress, admin, grace.key, "Ada"), "the lesson's own name")
 
 
 def test_compaction_refuses_a_conversation_from_before_the_exercises(
     grace: Talk, ingress: Ingress, admin: Admin
 ) -> None:
-    begin(admin)
-    _failed(check.lesson_03.exercise_2.sync(ingress, admin, grace.key, "Grace"), "began before the exercises")
+    begin(3, admin)
+    failed(check.lesson_03.exercise_2.sync(ingress, admin, grace.key, "Grace"), "began before the exercises")
 
 
 def test_compaction_fails_on_the_agent_that_keeps_everything(
     chat: AgentProcess, ingress: Ingress, admin: Admin, key: str
 ) -> None:
-    begin(admin)
+    begin(3, admin)
     for message in conversation(3, name="Grace"):
         ingress.call("ChatAgent", "run", message, key=key)
-    _failed(check.lesson_03.exercise_2.sync(ingress, admin, key, "Grace"), "on ChatAgent, not on CompactChatAgent")
+    failed(check.lesson_03.exercise_2.sync(ingress, admin, key, "Grace"), "on ChatAgent, not on CompactChatAgent")
 
 
 def test_compaction_fails_on_ten_turns_where_thirty_are_asked(
     chat: AgentProcess, ingress: Ingress, admin: Admin, key: str
 ) -> None:
-    begin(admin)
+    begin(3, admin)
     for message in conversation(10, name="Grace"):
         ingress.call("CompactChatAgent", "run", message, key=key)
     result = check.lesson_03.exercise_2.sync(ingress, admin, key, "Grace")
-    _failed(result, "had 10 turn(s)", "not the 30 the exercise asks for", "20 missing")
+    failed(result, "had 10 turn(s)", "not the 30 the exercise asks for", "20 missing")
 
 
 def test_forget_passes_on_a_service_that_clears_its_session(
@@ -327,7 +315,7 @@ def test_forget_fails_when_forget_clears_the_wrong_state_key(
 ) -> None:
     monkeypatch.setitem(_core._began, 3, mine[1])
     result = check.lesson_03.exercise_3.sync(ingress, admin, service="L03WrongForgetChatAgent")
-    _failed(result, "after forget, the state still has ['session_store::session']")
+    failed(result, "after forget, the state still has ['session_store::session']")
 
 
 def test_forget_names_the_missing_plugin(
@@ -335,20 +323,20 @@ def test_forget_names_the_missing_plugin(
 ) -> None:
     monkeypatch.setitem(_core._began, 3, mine[1])
     result = check.lesson_03.exercise_3.sync(ingress, admin, service="L03NoPluginChatAgent")
-    _failed(result, "journaled no model call", "its App has no RestatePlugin()")
+    failed(result, "journaled no model call", "its App has no RestatePlugin()")
     assert "RestateSessionService" not in result.message
 
 
 def test_forget_fails_on_the_lessons_agent_without_forget(
     chat: AgentProcess, ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    begin(admin)
-    _failed(check.lesson_03.exercise_3.sync(ingress, admin, service="ChatAgent"), "not both 'run' and 'forget'")
+    begin(3, admin)
+    failed(check.lesson_03.exercise_3.sync(ingress, admin, service="ChatAgent"), "not both 'run' and 'forget'")
 
 
 def test_forget_refuses_a_deployment_registered_before_the_exercises(
     mine: tuple[AgentProcess, Began], ingress: Ingress, admin: Admin
 ) -> None:
-    begin(admin)
+    begin(3, admin)
     result = check.lesson_03.exercise_3.sync(ingress, admin, service="L03MyChatAgent")
-    _failed(result, "registered at", "before you began the exercises")
+    failed(result, "registered at", "before you began the exercises")

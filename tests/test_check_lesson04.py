@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from agent_lib import check
-from agent_lib.check import CheckResult, _core
+from agent_lib.check import _core
 from agent_lib.clients import Admin, Ingress, RestateError
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
+from tests.helpers import begin_again, failed, wait_pending
 
 pytestmark = pytest.mark.slow
 
@@ -60,21 +61,12 @@ AGENT, APPROVALS = "T04ClaimsAgent", "T04ClaimApprovals"
 NAMES = {"agent": AGENT, "approvals": APPROVALS}
 
 
-def _failed(result: CheckResult, *words: str) -> CheckResult:
-    assert not result.ok, result
-    assert all(w in result.message for w in words), result.message
-    assert result.hint, "a failure says what to try"
-    return result
-
-
 def _file(ingress: Ingress, admin: Admin, claim: dict[str, Any] = LARGE, *, wait: bool = True) -> tuple[str, str]:
     """File a claim under a new id; wait until it asks for approval (if it is large); return (claim id, invocation)."""
     claim_id = f"ex04-{uuid.uuid4().hex[:8]}"
     sent = ingress.send(AGENT, "run", claim, key=claim_id)
-    deadline = time.monotonic() + 60
-    while wait and "pending" not in admin.state(APPROVALS, claim_id):
-        assert time.monotonic() < deadline, f"claim {claim_id} never asked for approval"
-        time.sleep(0.2)
+    if wait:
+        wait_pending(admin, APPROVALS, claim_id, timeout=60)
     return claim_id, sent.invocation_id
 
 
@@ -110,7 +102,7 @@ def test_exercise_1_fails_the_old_threshold_and_withdraws_its_claim(
     claims: AgentProcess, ingress: Ingress, admin: Admin
 ) -> None:
     result = check.lesson_04.exercise_1.sync(ingress, admin, **NAMES)
-    _failed(result, "waited for a human", "the threshold your claims process runs with is below 1,800.00")
+    failed(result, "waited for a human", "the threshold your claims process runs with is below 1,800.00")
     assert "CLAIMS_APPROVAL_THRESHOLD='2000'" in result.hint
     assert _unfinished(admin, AGENT, APPROVALS) == [], "the check leaves nothing behind"
 
@@ -125,7 +117,7 @@ def test_exercise_1_fails_fast_when_the_process_is_stopped(
         ingress, admin, agent="T04StoppedClaimsAgent", approvals="T04StoppedClaimApprovals"
     )
     assert time.monotonic() - started < 15
-    _failed(result, "the agent process is stopped: start it again")
+    failed(result, "the agent process is stopped: start it again")
     assert "CLAIMS_SERVICE_PREFIX='T04Stopped'" in result.hint and "CLAIMS_APPROVAL_THRESHOLD='2000'" in result.hint
     assert _unfinished(admin, "T04StoppedClaimsAgent", "T04StoppedClaimApprovals") == []
 
@@ -139,7 +131,7 @@ def test_exercise_1_names_a_new_process_that_left_out_the_prefix(
         result = check.lesson_04.exercise_1.sync(
             ingress, admin, agent="T04LoneClaimsAgent", approvals="T04LoneClaimApprovals"
         )
-    _failed(result, "the agent process is stopped", "T04LoneXClaimsAgent was registered after it")
+    failed(result, "the agent process is stopped", "T04LoneXClaimsAgent was registered after it")
     assert "CLAIMS_SERVICE_PREFIX=T04Lone?" in result.message
 
 
@@ -167,7 +159,7 @@ def test_exercise_2_fails_maria_first_then_eve(claims: AgentProcess, ingress: In
     assert "stays pending" not in eve.message and "changed nothing" in eve.message, "eve's 403 tells the truth"
     ingress.attach(invocation_id)
     result = check.lesson_04.exercise_2.sync(ingress, admin, claim_id, **NAMES)
-    _failed(result, "the refusal (403) came after maria had decided", "no longer pending")
+    failed(result, "the refusal (403) came after maria had decided", "no longer pending")
 
 
 def test_exercise_2_fails_a_small_claim_paid_at_once(claims: AgentProcess, ingress: Ingress, admin: Admin) -> None:
@@ -177,14 +169,14 @@ def test_exercise_2_fails_a_small_claim_paid_at_once(claims: AgentProcess, ingre
     assert eve is not None and "stays pending" not in eve.message
     _decide(ingress, claim_id, "maria", True, "fine")
     result = check.lesson_04.exercise_2.sync(ingress, admin, claim_id, **NAMES)
-    _failed(result, "was paid at once", "it never waited for an approver")
+    failed(result, "was paid at once", "it never waited for an approver")
 
 
 def test_exercise_2_fails_when_only_eve_decided(claims: AgentProcess, ingress: Ingress, admin: Admin) -> None:
     claim_id, invocation_id = _file(ingress, admin)
     _decide(ingress, claim_id, "eve", True, "looks fine")
     result = check.lesson_04.exercise_2.sync(ingress, admin, claim_id, **NAMES)
-    _failed(result, f"claim {claim_id!r} still waits for an approver")
+    failed(result, f"claim {claim_id!r} still waits for an approver")
     assert 'approver="maria"' in result.hint
     _decide(ingress, claim_id, "maria", False, "cleaning up")
     ingress.attach(invocation_id)
@@ -198,10 +190,9 @@ def test_exercise_2_fails_the_lessons_own_claim(
     _decide(ingress, conference, "sam", True, "budgeted")
     ingress.attach(invocation_id)
     monkeypatch.setitem(_core._began, 4, _core._began[4])
-    time.sleep(0.05)  # what came before begin() is at least this much older than it
-    _core.begin(4, admin)
+    begin_again(4, admin)
     result = check.lesson_04.exercise_2.sync(ingress, admin, conference, **NAMES)
-    _failed(result, f"the claim {conference!r}: its run", "before you began the exercises")
+    failed(result, f"the claim {conference!r}: its run", "before you began the exercises")
     assert "new claim" in result.hint
 
 
@@ -226,14 +217,14 @@ def test_exercise_3_fails_a_reason_that_is_only_part_of_the_real_one(
     _decide(ingress, claim_id, "maria", False, REASON)
     ingress.attach(invocation_id)
     result = check.lesson_04.exercise_3.sync(ingress, admin, claim_id, "budget", **NAMES)
-    _failed(result, f"rejected with the reason {REASON!r}, not 'budget'")
+    failed(result, f"rejected with the reason {REASON!r}, not 'budget'")
 
 
 def test_exercise_3_fails_an_approved_claim(claims: AgentProcess, ingress: Ingress, admin: Admin) -> None:
     claim_id, invocation_id = _file(ingress, admin)
     _decide(ingress, claim_id, "maria", True, REASON)
     ingress.attach(invocation_id)
-    _failed(check.lesson_04.exercise_3.sync(ingress, admin, claim_id, REASON, **NAMES), "'approved', not rejected")
+    failed(check.lesson_04.exercise_3.sync(ingress, admin, claim_id, REASON, **NAMES), "'approved', not rejected")
 
 
 def test_exercise_3_fails_the_lessons_rejected_laptop(
@@ -243,15 +234,14 @@ def test_exercise_3_fails_the_lessons_rejected_laptop(
     _decide(ingress, laptop, "maria", False, "laptops are ordered through IT")
     ingress.attach(invocation_id)
     monkeypatch.setitem(_core._began, 4, _core._began[4])
-    time.sleep(0.05)  # what came before begin() is at least this much older than it
-    _core.begin(4, admin)
+    begin_again(4, admin)
     result = check.lesson_04.exercise_3.sync(ingress, admin, laptop, "laptops are ordered through IT", **NAMES)
-    _failed(result, "before you began the exercises")
+    failed(result, "before you began the exercises")
 
 
 def test_exercise_3_fails_a_claim_the_agent_never_ran(claims: AgentProcess, ingress: Ingress, admin: Admin) -> None:
     result = check.lesson_04.exercise_3.sync(ingress, admin, "no-such-claim", REASON, **NAMES)
-    _failed(result, "never ran a claim with the id 'no-such-claim'")
+    failed(result, "never ran a claim with the id 'no-such-claim'")
 
 
 def test_exercise_3_refuses_exercise_2s_claim(claims: AgentProcess, ingress: Ingress, admin: Admin) -> None:
@@ -261,7 +251,7 @@ def test_exercise_3_refuses_exercise_2s_claim(claims: AgentProcess, ingress: Ing
     ingress.attach(invocation_id)
     assert check.lesson_04.exercise_2.sync(ingress, admin, claim_id, **NAMES).ok
     result = check.lesson_04.exercise_3.sync(ingress, admin, claim_id, REASON, **NAMES)
-    _failed(result, f"claim {claim_id!r} is exercise 2's claim", "asks for another claim")
+    failed(result, f"claim {claim_id!r} is exercise 2's claim", "asks for another claim")
     assert "another large claim, under a new id" in result.hint
 
 
@@ -270,7 +260,7 @@ def test_exercise_3_says_a_claim_that_still_waits_waits(claims: AgentProcess, in
     started = time.monotonic()
     result = check.lesson_04.exercise_3.sync(ingress, admin, claim_id, REASON, **NAMES)
     assert time.monotonic() - started < 15, "a claim that waits for a human is judged at once, not waited for"
-    _failed(result, f"claim {claim_id!r} still waits for an approver")
+    failed(result, f"claim {claim_id!r} still waits for an approver")
     assert "panel.adecide" in result.hint and "attach" not in result.hint
     _decide(ingress, claim_id, "maria", False, "cleaning up")
     ingress.attach(invocation_id)
@@ -293,7 +283,7 @@ def test_exercise_2_says_a_claim_escalated_by_a_short_timeout(
             with pytest.raises(RestateError):
                 ingress.call(names["approvals"], "decide", body, key=claim_id)
         result = check.lesson_04.exercise_2.sync(ingress, admin, claim_id, **names)
-    _failed(result, f"claim {claim_id!r} was escalated: its approval timed out", "no approver decided within 3")
+    failed(result, f"claim {claim_id!r} was escalated: its approval timed out", "no approver decided within 3")
     assert "still waits" not in result.message
     assert "dict(first_settings)" in result.hint and "10-minute timeout" in result.hint
 
@@ -320,10 +310,7 @@ def test_the_exercises_begin_with_section_1s_settings_whatever_the_lesson_left(
         assert lesson_process.running and lesson_process.env["CLAIMS_APPROVAL_TIMEOUT"] == "10m"
         claim_id = f"ex04-{uuid.uuid4().hex[:8]}"
         sent = ingress.send(names["agent"], "run", LARGE, key=claim_id)
-        deadline = time.monotonic() + 60
-        while "pending" not in admin.state(names["approvals"], claim_id):
-            assert time.monotonic() < deadline, "the claim never asked for approval"
-            time.sleep(0.2)
+        wait_pending(admin, names["approvals"], claim_id, timeout=60)
         time.sleep(5)  # longer than section 7's timeout: a learner takes their time
         for approver in ("eve", "maria"):
             body = {"approver": approver, "approve": True, "reason": "receipt checked"}

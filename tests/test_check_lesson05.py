@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -24,18 +23,11 @@ from agent_lib.agents._common import final_text, user_message
 from agent_lib.agents.specialists import SPECIALISTS, check_gate, evaluate, require_claim, sample_claim, seconds_env
 from agent_lib.check import CheckResult, _core
 from agent_lib.check._core import Began
-from agent_lib.clients import Admin, Ingress, RestateError
+from agent_lib.clients import Admin, Ingress
 from agent_lib.models import Call, Reply, Turn, default_model
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess, serve_in_kernel
-
-
-def begin(admin: Admin) -> Began:
-    """Begin lesson 05's exercises; then wait 20 ms: the server may stamp an invocation sent at once 1 ms before it."""
-    began = check.lesson_05.begin(admin)
-    time.sleep(0.02)
-    return began
-
+from tests.helpers import begin, failed, pause
 
 pytestmark = pytest.mark.slow
 
@@ -96,11 +88,6 @@ SPECIALIST_TARGETS = [f"agent_lib.agents.specialists:{s}_service" for s in SPECI
 ENV = seconds_env(eligibility=1, fraud=1, policy=3)
 
 
-def _failed(result: CheckResult, *words: str) -> None:
-    assert not result.ok, result
-    assert all(w in result.message for w in words), result.message
-
-
 @dataclass
 class Lab:
     specialists: AgentProcess
@@ -111,7 +98,7 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(restate_server: RestateServer, _kit_data: Path) -> Iterator[Lab]:
     admin = Admin(restate_server.admin_url)
-    began = begin(admin)
+    began = begin(5, admin)
     specialists = AgentProcess(SPECIALIST_TARGETS, admin=admin, env=ENV, name="l05-check-specialists")
     triage = AgentProcess(
         ["agent_lib.agents.triage:triage_service", "agent_lib.agents.triage:tool_call_triage"],
@@ -140,7 +127,7 @@ class Pair:
 @pytest.fixture(scope="module")
 def pair(lab: Lab, restate_server: RestateServer) -> Pair:
     admin, ingress = Admin(restate_server.admin_url), Ingress(restate_server.ingress_url)
-    began = begin(admin)
+    began = begin(5, admin)
     parallel, one_by_one = sample_claim(), sample_claim()
     ingress.call("ClaimTriage", "triage", parallel)
     ingress.call("ClaimTriage", "triage_one_by_one", one_by_one)
@@ -163,20 +150,20 @@ def test_predictions_pass_with_the_slowest_and_the_sum(pair: Pair, predict: Call
 
 
 def test_predictions_fail_when_the_claims_are_swapped(pair: Pair, predict: Callable[..., CheckResult]) -> None:
-    _failed(predict(pair.one_by_one, pair.parallel, 3, 5), "you swapped the two claims")
+    failed(predict(pair.one_by_one, pair.parallel, 3, 5), "you swapped the two claims")
 
 
 def test_predictions_fail_when_the_predictions_are_swapped(pair: Pair, predict: Callable[..., CheckResult]) -> None:
-    _failed(predict(pair.parallel, pair.one_by_one, 5, 3), "you predicted 5 s for 'triage'")
+    failed(predict(pair.parallel, pair.one_by_one, 5, 3), "you predicted 5 s for 'triage'")
 
 
 def test_predictions_fail_on_the_lessons_numbers(pair: Pair, predict: Callable[..., CheckResult]) -> None:
-    _failed(predict(pair.parallel, pair.one_by_one, 2, 4.5), "you predicted 2 s for 'triage'")
-    _failed(predict(pair.parallel, pair.one_by_one, 3, 4.5), "you predicted 4.5 s for 'triage_one_by_one'")
+    failed(predict(pair.parallel, pair.one_by_one, 2, 4.5), "you predicted 2 s for 'triage'")
+    failed(predict(pair.parallel, pair.one_by_one, 3, 4.5), "you predicted 4.5 s for 'triage_one_by_one'")
 
 
 def test_predictions_fail_on_the_same_claim_twice(pair: Pair, predict: Callable[..., CheckResult]) -> None:
-    _failed(predict(pair.parallel, pair.parallel, 3, 5), "the same claim twice")
+    failed(predict(pair.parallel, pair.parallel, 3, 5), "the same claim twice")
 
 
 def test_predictions_fail_on_the_tool_calling_agent(
@@ -185,13 +172,13 @@ def test_predictions_fail_on_the_tool_calling_agent(
     claim = sample_claim()
     ingress.call("ToolCallTriage", "run", claim, key=claim["claim_id"])
     result = predict(pair.parallel, claim["claim_id"], 3, 5)
-    _failed(result, "checked through ['ToolCallTriage/run'], not ClaimTriage/triage_one_by_one")
+    failed(result, "checked through ['ToolCallTriage/run'], not ClaimTriage/triage_one_by_one")
 
 
 def test_predictions_refuse_claims_from_before_the_exercises(pair: Pair, admin: Admin) -> None:
-    begin(admin)
+    begin(5, admin)
     result = check.lesson_05.exercise_1.sync(admin, pair.parallel, pair.one_by_one, 3, 5)
-    _failed(result, "before you began the exercises")
+    failed(result, "before you began the exercises")
 
 
 @pytest.fixture(scope="module")
@@ -216,20 +203,20 @@ def test_gathering_tool_fails_when_the_steps_run_one_after_another(
     consultants: AgentProcess, since_lab: Lab, ingress: Ingress, admin: Admin
 ) -> None:
     result = check.lesson_05.exercise_2.sync(ingress, admin, "L05SequentialConsultingAgent")
-    _failed(result, "the three ran one after another")
+    failed(result, "the three ran one after another")
 
 
 def test_gathering_tool_fails_on_three_tools(since_lab: Lab, ingress: Ingress, admin: Admin) -> None:
     result = check.lesson_05.exercise_2.sync(ingress, admin, "ToolCallTriage")
-    _failed(result, "the model called the tools ['check_eligibility', 'check_fraud', 'check_policy']")
+    failed(result, "the model called the tools ['check_eligibility', 'check_fraud', 'check_policy']")
 
 
 def test_gathering_tool_refuses_a_deployment_from_before_the_exercises(
     consultants: AgentProcess, ingress: Ingress, admin: Admin
 ) -> None:
-    begin(admin)
+    begin(5, admin)
     result = check.lesson_05.exercise_2.sync(ingress, admin, "L05ConsultingAgent")
-    _failed(result, "before you began the exercises")
+    failed(result, "before you began the exercises")
 
 
 def _held_triage(lab: Lab, ingress: Ingress) -> tuple[dict[str, Any], str]:
@@ -243,14 +230,14 @@ def _held_triage(lab: Lab, ingress: Ingress) -> tuple[dict[str, Any], str]:
 def test_crash_check_fails_until_the_specialists_restart_then_passes(
     lab: Lab, ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(_core._began, 5, begin(admin))
+    monkeypatch.setitem(_core._began, 5, begin(5, admin))
     claim, triage = _held_triage(lab, ingress)
     lab.specialists.kill()
     try:
         stopped = check.lesson_05.exercise_3.sync(ingress, admin, triage, claim)
     finally:
         lab.specialists.start()
-    _failed(stopped, "not finished: the specialists' process is stopped")
+    failed(stopped, "not finished: the specialists' process is stopped")
     assert "start the specialists' process again" in stopped.hint
     ingress.attach(triage)
     result = check.lesson_05.exercise_3.sync(ingress, admin, triage, claim)
@@ -258,28 +245,28 @@ def test_crash_check_fails_until_the_specialists_restart_then_passes(
     new_process = result.message.split("in the new process: ", 1)[1].split(" (", 1)[0]
     assert "fraud" in new_process, "the fraud check, held at its gate at the kill, finished in the new process"
     assert "none ran twice" in result.message, "the steps of the exercise run no check twice, and the check says so"
-    _failed(check.lesson_05.exercise_3.sync(ingress, admin, triage, sample_claim()), "not the one this triage checked")
-    begin(admin)
-    _failed(check.lesson_05.exercise_3.sync(ingress, admin, triage, claim), "before you began the exercises")
+    failed(check.lesson_05.exercise_3.sync(ingress, admin, triage, sample_claim()), "not the one this triage checked")
+    begin(5, admin)
+    failed(check.lesson_05.exercise_3.sync(ingress, admin, triage, claim), "before you began the exercises")
 
 
 def test_crash_check_fails_when_the_orchestrator_was_killed_instead(
     lab: Lab, ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(_core._began, 5, begin(admin))
+    monkeypatch.setitem(_core._began, 5, begin(5, admin))
     claim, triage = _held_triage(lab, ingress)
     lab.triage.kill()
     check_gate("fraud").open()
     lab.triage.start()
     ingress.attach(triage)
     result = check.lesson_05.exercise_3.sync(ingress, admin, triage, claim)
-    _failed(result, "model calls all came from one process", "killing the triage's process")
+    failed(result, "model calls all came from one process", "killing the triage's process")
 
 
 def test_crash_check_names_the_gate_that_still_holds_the_fraud_check(
     lab: Lab, ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(_core._began, 5, begin(admin))
+    monkeypatch.setitem(_core._began, 5, begin(5, admin))
     claim, triage = _held_triage(lab, ingress)
     started = time.monotonic()
     try:
@@ -287,7 +274,7 @@ def test_crash_check_names_the_gate_that_still_holds_the_fraud_check(
     finally:
         check_gate("fraud").open()
     assert time.monotonic() - started < 15, "a triage held at a gate is judged at once"
-    _failed(result, "still held at its gate")
+    failed(result, "still held at its gate")
     assert "gate.open()" in result.hint and "attach" not in result.hint
     ingress.attach(triage)
 
@@ -296,22 +283,16 @@ def test_crash_check_names_a_paused_invocation_and_how_to_resume_it(
     lab: Lab, ingress: Ingress, admin: Admin, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A learner who waits ~30 s between kill() and start() finds the fraud agent paused: the check says so."""
-    monkeypatch.setitem(_core._began, 5, begin(admin))
+    monkeypatch.setitem(_core._began, 5, begin(5, admin))
     claim, triage = _held_triage(lab, ingress)
     lab.specialists.kill()
     fraud = admin.query(
         f"SELECT id FROM sys_invocation WHERE invoked_by_id = '{triage}' AND target_service_name = 'FraudAgent'"
     )[0]["id"]
-    deadline = time.monotonic() + 30
-    while admin.status(fraud) != "paused":
-        assert time.monotonic() < deadline, f"the fraud agent's invocation is {admin.status(fraud)}, not paused"
-        if admin.status(fraud) != "paused":
-            with contextlib.suppress(RestateError):
-                admin.pause(fraud)
-        time.sleep(0.3)
+    pause(admin, fraud)
     lab.specialists.start()
     result = check.lesson_05.exercise_3.sync(ingress, admin, triage, claim)
-    _failed(result, f"FraudAgent {fraud} is paused")
+    failed(result, f"FraudAgent {fraud} is paused")
     assert f"admin.resume({fraud!r})" in result.hint
     admin.resume(fraud)
     result = check.lesson_05.exercise_3.sync(ingress, admin, triage, claim)  # no attach first: the check waits
@@ -356,4 +337,4 @@ def test_the_lessons_skeleton_is_refused_as_given_and_passes_with_its_todo_done(
     if todo_done:
         assert result.ok, result
     else:
-        _failed(result, "the three ran one after another")
+        failed(result, "the three ran one after another")

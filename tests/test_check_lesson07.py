@@ -13,19 +13,10 @@ import pytest
 
 from agent_lib import check, observe
 from agent_lib.agents.versioned import SERVICE_NAME
-from agent_lib.check import CheckResult
-from agent_lib.check._core import Began
 from agent_lib.clients import Admin, Ingress, RestateError
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
-
-
-def begin(admin: Admin) -> Began:
-    """Begin lesson 07's exercises; then wait 20 ms: the server may stamp an invocation sent at once 1 ms before it."""
-    began = check.lesson_07.begin(admin)
-    time.sleep(0.02)
-    return began
-
+from tests.helpers import begin, failed
 
 pytestmark = pytest.mark.slow
 TARGET = "agent_lib.agents.versioned:"
@@ -46,7 +37,7 @@ class Desk:
         self.sent: list[str] = []
         self.processes: list[AgentProcess] = []
         admin.register(v2.url)
-        begin(admin)
+        begin(7, admin)
 
     def send(self, message: str) -> str:
         key = f"order-{uuid.uuid4().hex[:6]}"
@@ -92,11 +83,6 @@ def desk(v2: AgentProcess, ingress: Ingress, admin: Admin) -> Iterator[Desk]:
     lab.close()
 
 
-def _failed(result: CheckResult, *words: str) -> None:
-    assert not result.ok, result
-    assert all(w in result.message for w in words), result.message
-
-
 def test_third_deployment_passes_when_the_old_refund_spans_the_deployment(desk: Desk, ingress: Ingress) -> None:
     old = desk.send("Refund 40 EUR for order 1")
     desk.waiting(old)
@@ -107,7 +93,7 @@ def test_third_deployment_passes_when_the_old_refund_spans_the_deployment(desk: 
     result = check.lesson_07.exercise_1.sync(ingress, desk.admin, old, new, v3.deployment_id)
     assert result.ok, result
     assert "v3" in result.message and "v2" in result.message
-    _failed(check.lesson_07.exercise_1.sync(ingress, desk.admin, new, old, v3.deployment_id), "the new refund ran on")
+    failed(check.lesson_07.exercise_1.sync(ingress, desk.admin, new, old, v3.deployment_id), "the new refund ran on")
 
 
 def test_third_deployment_fails_when_the_old_refund_finished_before_it(desk: Desk, ingress: Ingress) -> None:
@@ -118,7 +104,7 @@ def test_third_deployment_fails_when_the_old_refund_finished_before_it(desk: Des
     new = desk.send("Refund 40 USD for order 2")
     desk.approve(new)
     ingress.attach(new)
-    _failed(check.lesson_07.exercise_1.sync(ingress, desk.admin, old, new, v3.deployment_id), "had finished before")
+    failed(check.lesson_07.exercise_1.sync(ingress, desk.admin, old, new, v3.deployment_id), "had finished before")
 
 
 def test_third_deployment_fails_when_the_new_version_is_not_v3(desk: Desk, ingress: Ingress, v2: AgentProcess) -> None:
@@ -128,7 +114,7 @@ def test_third_deployment_fails_when_the_new_version_is_not_v3(desk: Desk, ingre
     new = desk.send("Refund 40 USD for order 2")
     desk.approve(old), desk.approve(new)
     ingress.attach(old), ingress.attach(new)
-    _failed(check.lesson_07.exercise_1.sync(ingress, desk.admin, old, new, again), "not v3's code")
+    failed(check.lesson_07.exercise_1.sync(ingress, desk.admin, old, new, again), "not v3's code")
 
 
 def test_third_deployment_refuses_refunds_from_before_the_exercises(desk: Desk, ingress: Ingress) -> None:
@@ -138,9 +124,9 @@ def test_third_deployment_refuses_refunds_from_before_the_exercises(desk: Desk, 
     new = desk.send("Refund 40 USD for order 2")
     desk.approve(old), desk.approve(new)
     ingress.attach(old), ingress.attach(new)
-    begin(desk.admin)
+    begin(7, desk.admin)
     result = check.lesson_07.exercise_1.sync(ingress, desk.admin, old, new, v3.deployment_id)
-    _failed(result, "before you began the exercises")
+    failed(result, "before you began the exercises")
 
 
 def test_kill_passes_on_a_stuck_gbp_refund_killed(desk: Desk) -> None:
@@ -156,19 +142,19 @@ def test_kill_fails_on_a_refund_killed_before_it_was_stuck(desk: Desk) -> None:
     desk.waiting(refund)
     desk.admin.kill(refund)
     observe.wait_for_status(desk.admin, refund, "completed")
-    _failed(check.lesson_07.exercise_2.sync(desk.admin, refund), "killed it before it was stuck")
+    failed(check.lesson_07.exercise_2.sync(desk.admin, refund), "killed it before it was stuck")
 
 
 def test_kill_fails_on_a_cancel(desk: Desk) -> None:
     refund = desk.stuck()
     desk.admin.cancel(refund)
     observe.wait_for_status(desk.admin, refund, "completed")
-    _failed(check.lesson_07.exercise_2.sync(desk.admin, refund), "not by a kill")
+    failed(check.lesson_07.exercise_2.sync(desk.admin, refund), "not by a kill")
 
 
 def test_kill_fails_while_it_still_retries(desk: Desk) -> None:
     refund = desk.stuck()
-    _failed(check.lesson_07.exercise_2.sync(desk.admin, refund), "not ended")
+    failed(check.lesson_07.exercise_2.sync(desk.admin, refund), "not ended")
 
 
 def test_resume_on_the_fix_passes_then_refuses_a_refund_sent_to_v3(desk: Desk, ingress: Ingress) -> None:
@@ -176,7 +162,7 @@ def test_resume_on_the_fix_passes_then_refuses_a_refund_sent_to_v3(desk: Desk, i
     desk.admin.pause(refund)
     observe.wait_for_status(desk.admin, refund, "paused")
     v3 = desk.deploy_v3()
-    _failed(check.lesson_07.exercise_3.sync(ingress, desk.admin, refund, v3.deployment_id), "still paused")
+    failed(check.lesson_07.exercise_3.sync(ingress, desk.admin, refund, v3.deployment_id), "still paused")
     desk.admin.resume(refund, deployment_id=v3.deployment_id)
     ingress.attach(refund)
     result = check.lesson_07.exercise_3.sync(ingress, desk.admin, refund, v3.deployment_id)
@@ -184,7 +170,7 @@ def test_resume_on_the_fix_passes_then_refuses_a_refund_sent_to_v3(desk: Desk, i
     fresh = desk.send("Refund 40 GBP for order 5")
     desk.approve(fresh)
     ingress.attach(fresh)
-    _failed(check.lesson_07.exercise_3.sync(ingress, desk.admin, fresh, v3.deployment_id), "it was not moved")
+    failed(check.lesson_07.exercise_3.sync(ingress, desk.admin, fresh, v3.deployment_id), "it was not moved")
 
 
 def test_resume_on_the_fix_fails_when_resumed_on_v2(desk: Desk, ingress: Ingress) -> None:
@@ -194,7 +180,7 @@ def test_resume_on_the_fix_fails_when_resumed_on_v2(desk: Desk, ingress: Ingress
     v3 = desk.deploy_v3()
     desk.admin.resume(refund)
     observe.wait_for_retries(desk.admin, refund, 1)
-    _failed(check.lesson_07.exercise_3.sync(ingress, desk.admin, refund, v3.deployment_id), "still failing")
+    failed(check.lesson_07.exercise_3.sync(ingress, desk.admin, refund, v3.deployment_id), "still failing")
 
 
 def test_resume_checked_at_once_waits_for_the_resume_to_land(desk: Desk, ingress: Ingress) -> None:
@@ -217,7 +203,7 @@ def test_third_deployment_with_the_old_refund_unapproved_says_so_without_a_block
     desk.approve(new)
     ingress.attach(new)
     result = check.lesson_07.exercise_1.sync(ingress, desk.admin, old, new, v3.deployment_id)
-    _failed(result, "still waits for its approval")
+    failed(result, "still waits for its approval")
     assert "await observe.await_state" in result.hint and "attach" not in result.hint
 
 
@@ -230,7 +216,7 @@ def test_a_refund_sent_to_a_stopped_latest_deployment_is_named_with_the_fix(desk
         observe.wait_for_state(desk.admin, SERVICE_NAME, desk.key(stranded), "approval", timeout=30)
     assert "pinned_deployment_id" not in (desk.admin.invocation(stranded) or {})
     result = check.lesson_07.exercise_2.sync(desk.admin, stranded)
-    _failed(result, "never started on a deployment", "nothing listens there")
+    failed(result, "never started on a deployment", "nothing listens there")
     assert "admin.register(v2.url)" in result.hint
     desk.admin.register(v2.url)
 

@@ -12,19 +12,10 @@ import pytest
 
 from agent_lib import check
 from agent_lib.agents.expenses import SERVICE, Accounting, approve, wait_pending
-from agent_lib.check import CheckResult
-from agent_lib.check._core import Began
 from agent_lib.clients import Admin, Ingress, RestateError
 from agent_lib.cluster import RestateCluster, free_base_port
 from agent_lib.serving import AgentProcess
-
-
-def begin(admin: Admin, cluster: RestateCluster | None = None) -> Began:
-    """Begin lesson 08's exercises; then wait 20 ms: the server may stamp an invocation sent at once 1 ms before it."""
-    began = check.lesson_08.begin(admin, cluster)
-    time.sleep(0.02)
-    return began
-
+from tests.helpers import begin, failed
 
 pytestmark = pytest.mark.slow
 
@@ -75,21 +66,16 @@ def _decide(node: Ingress, admin: Admin, invocation_id: str, *, by: str = "maria
     return str(node.attach(invocation_id))
 
 
-def _failed(result: CheckResult, *words: str) -> None:
-    assert not result.ok, result
-    assert all(w in result.message for w in words), result.message
-
-
 def test_node_1_down_fails_for_the_wrong_node_and_times_then_passes(
     cluster: RestateCluster, accounting: Accounting, node3: Ingress
 ) -> None:
     admin = Admin(cluster.nodes[2].admin_url)
-    begin(admin, cluster)
+    begin(8, admin, cluster)
     cluster.nodes[1].kill()
     cluster.wait_ready()
     while_node_2_down = _claim(node3, accounting)
     _decide(node3, admin, while_node_2_down)
-    _failed(check.lesson_08.exercise_1.sync(admin, [while_node_2_down], cluster), "you killed node 2")
+    failed(check.lesson_08.exercise_1.sync(admin, [while_node_2_down], cluster), "you killed node 2")
     cluster.nodes[1].start()
     cluster.wait_ready()
 
@@ -97,27 +83,27 @@ def test_node_1_down_fails_for_the_wrong_node_and_times_then_passes(
     cluster.wait_ready()
     while_node_1_down = _claim(node3, accounting)
     _decide(node3, admin, while_node_1_down)
-    _failed(check.lesson_08.exercise_1.sync(admin, [while_node_1_down], cluster), "not back: ['node-1']")
+    failed(check.lesson_08.exercise_1.sync(admin, [while_node_1_down], cluster), "not back: ['node-1']")
     cluster.nodes[0].start()
     cluster.wait_ready()
     result = check.lesson_08.exercise_1.sync(admin, [while_node_1_down], cluster)
     assert result.ok, result
     both = [while_node_2_down, while_node_1_down]
-    _failed(check.lesson_08.exercise_1.sync(admin, both, cluster), f"{while_node_2_down} ran from", "not while node 1")
-    begin(admin, cluster)
-    _failed(check.lesson_08.exercise_1.sync(admin, [while_node_1_down], cluster), "before you began the exercises")
+    failed(check.lesson_08.exercise_1.sync(admin, both, cluster), f"{while_node_2_down} ran from", "not while node 1")
+    begin(8, admin, cluster)
+    failed(check.lesson_08.exercise_1.sync(admin, [while_node_1_down], cluster), "before you began the exercises")
 
 
 def test_two_nodes_down_passes_with_one_key_and_fails_with_one_node_down(
     cluster: RestateCluster, accounting: Accounting, node3: Ingress
 ) -> None:
     admin = Admin(cluster.nodes[2].admin_url)
-    begin(admin, cluster)
+    begin(8, admin, cluster)
     cluster.nodes[0].kill()
     cluster.wait_ready()
     one_down = f"claim-{uuid.uuid4().hex[:6]}"
     _decide(node3, admin, _claim(node3, accounting, key=one_down, idempotency_key=one_down))
-    _failed(check.lesson_08.exercise_2.sync(admin, one_down), "no two nodes were down at the same time")
+    failed(check.lesson_08.exercise_2.sync(admin, one_down), "no two nodes were down at the same time")
 
     cluster.nodes[1].kill()
     idem = f"claim-{uuid.uuid4().hex[:6]}"
@@ -128,42 +114,42 @@ def test_two_nodes_down_passes_with_one_key_and_fails_with_one_node_down(
     again = _claim(node3, accounting, key=idem, idempotency_key=idem)
     _decide(node3, admin, again)
     still_down = check.lesson_08.exercise_2.sync(admin, idem)
-    _failed(still_down, "still down", "node-2")
+    failed(still_down, "still down", "node-2")
     assert "start the other node" in still_down.hint
     cluster.nodes[1].start()
     cluster.wait_ready()
     result = check.lesson_08.exercise_2.sync(admin, idem)
     assert result.ok, result
-    _failed(check.lesson_08.exercise_2.sync(admin, idem.upper()), "no ExpenseAgent invocation has the idempotency key")
-    begin(admin, cluster)
-    _failed(check.lesson_08.exercise_2.sync(admin, idem), "before you began the exercises")
+    failed(check.lesson_08.exercise_2.sync(admin, idem.upper()), "no ExpenseAgent invocation has the idempotency key")
+    begin(8, admin, cluster)
+    failed(check.lesson_08.exercise_2.sync(admin, idem), "before you began the exercises")
 
 
 def test_rejection_passes_for_li_and_fails_for_an_approval_or_another_approver(
     cluster: RestateCluster, accounting: Accounting, node3: Ingress
 ) -> None:
     admin = Admin(cluster.nodes[2].admin_url)
-    begin(admin, cluster)
+    begin(8, admin, cluster)
     waiting = _claim(node3, accounting)
     wait_pending(node3, [str((admin.invocation(waiting) or {})["target_service_key"])])
-    _failed(check.lesson_08.exercise_3.sync(node3, admin, waiting), "still waits for its approval")
+    failed(check.lesson_08.exercise_3.sync(node3, admin, waiting), "still waits for its approval")
     _decide(node3, admin, waiting, by="li", approved=False)
     result = check.lesson_08.exercise_3.sync(node3, admin, waiting)
     assert result.ok, result
     approved = _claim(node3, accounting)
     _decide(node3, admin, approved, by="li")
-    _failed(check.lesson_08.exercise_3.sync(node3, admin, approved), "not a rejection")
+    failed(check.lesson_08.exercise_3.sync(node3, admin, approved), "not a rejection")
     by_maria = _claim(node3, accounting)
     _decide(node3, admin, by_maria, by="maria", approved=False)
-    _failed(check.lesson_08.exercise_3.sync(node3, admin, by_maria), "not li's")
+    failed(check.lesson_08.exercise_3.sync(node3, admin, by_maria), "not li's")
 
 
 def test_a_check_without_begin_on_this_cluster_says_to_run_begin(cluster: RestateCluster, node3: Ingress) -> None:
     admin = Admin(cluster.nodes[2].admin_url)
-    begin(admin)
+    begin(8, admin)
     other = RestateCluster(cluster.base_dir / "unused", base_port=free_base_port())
     result = check.lesson_08.exercise_1.sync(admin, ["inv_1abc"], other)
-    _failed(result, "does not watch this cluster's nodes")
+    failed(result, "does not watch this cluster's nodes")
     assert "check.lesson_08.begin(admin, cluster)" in result.hint
 
 
@@ -172,7 +158,7 @@ def test_a_claim_waiting_for_accounting_is_named_with_its_receipt_and_no_blockin
 ) -> None:
     """Issue 19/20: with the receipt not released, the hint was `ingress.attach(id)`, which hung for 120 s."""
     admin = Admin(cluster.nodes[2].admin_url)
-    begin(admin, cluster)
+    begin(8, admin, cluster)
     receipt = f"R-{uuid.uuid4().hex[:6]}"
     key = f"emp-{uuid.uuid4().hex[:6]}"
     held = node3.send(SERVICE, "run", f"Reimburse receipt {receipt}: 8.00 EUR for a bus", key=key).invocation_id
@@ -180,7 +166,7 @@ def test_a_claim_waiting_for_accounting_is_named_with_its_receipt_and_no_blockin
     try:
         started = time.monotonic()
         result = check.lesson_08.exercise_3.sync(node3, admin, held)
-        _failed(result, "Check receipt", f"accounting has not released receipt {receipt}")
+        failed(result, "Check receipt", f"accounting has not released receipt {receipt}")
         assert f'accounting.release("{receipt}")' in result.hint and "attach" not in result.hint
         assert time.monotonic() - started < check.lesson_08.exercise_3.deadline
     finally:

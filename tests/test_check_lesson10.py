@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,27 +17,16 @@ from restate.ext.adk import RestatePlugin, RestateSessionService, restate_object
 from agent_lib import check
 from agent_lib.agents import patterns
 from agent_lib.agents._common import user_message
-from agent_lib.check import CheckResult, _core
+from agent_lib.check import _core
 from agent_lib.check._core import Began
 from agent_lib.clients import Admin, Ingress
 from agent_lib.gates import Gate
 from agent_lib.models import Call, Reply, Turn, default_model
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
+from tests.helpers import begin, failed
 
 pytestmark = pytest.mark.slow
-
-
-def begin(admin: Admin) -> Began:
-    """Begin lesson 10's exercises; then wait 20 ms: the server may stamp an invocation sent at once 1 ms before it."""
-    began = check.lesson_10.begin(admin)
-    time.sleep(0.02)
-    return began
-
-
-def _failed(result: CheckResult, *words: str) -> None:
-    assert not result.ok, result
-    assert all(w in result.message for w in words), result.message
 
 
 # --- exercise 1: desks, right and wrong ---------------------------------------------------------------
@@ -156,7 +144,7 @@ MINE = [
 
 @pytest.fixture(scope="module")
 def began(restate_server: RestateServer) -> Began:
-    return begin(Admin(restate_server.admin_url))
+    return begin(10, Admin(restate_server.admin_url))
 
 
 @pytest.fixture(scope="module")
@@ -181,21 +169,21 @@ def test_a_desk_with_a_returns_specialist_passes(since: Began, ingress: Ingress,
 
 
 def test_a_returns_tool_with_no_durable_step_fails(since: Began, ingress: Ingress, admin: Admin) -> None:
-    _failed(check.lesson_10.exercise_1.sync(ingress, admin, "L10UndurableDesk"), "no durable step named 'book return'")
+    failed(check.lesson_10.exercise_1.sync(ingress, admin, "L10UndurableDesk"), "no durable step named 'book return'")
 
 
 def test_a_desk_that_sends_returns_to_billing_fails(since: Began, ingress: Ingress, admin: Admin) -> None:
     result = check.lesson_10.exercise_1.sync(ingress, admin, "L10MisroutingDesk")
-    _failed(result, "not a transfer_to_agent to returns_agent", "billing_agent")
+    failed(result, "not a transfer_to_agent to returns_agent", "billing_agent")
 
 
 def test_the_lessons_own_desk_fails(since: Began, ingress: Ingress, admin: Admin) -> None:
-    _failed(check.lesson_10.exercise_1.sync(ingress, admin, "HelpDesk"), "not a transfer_to_agent to returns_agent")
+    failed(check.lesson_10.exercise_1.sync(ingress, admin, "HelpDesk"), "not a transfer_to_agent to returns_agent")
 
 
 def test_a_desk_served_before_the_exercises_is_refused(agents: AgentProcess, ingress: Ingress, admin: Admin) -> None:
-    begin(admin)
-    _failed(check.lesson_10.exercise_1.sync(ingress, admin, "L10ReturnsDesk"), "before you began the exercises")
+    begin(10, admin)
+    failed(check.lesson_10.exercise_1.sync(ingress, admin, "L10ReturnsDesk"), "before you began the exercises")
 
 
 def test_the_brief_writer_that_gathers_passes(since: Began, ingress: Ingress, admin: Admin) -> None:
@@ -205,12 +193,12 @@ def test_the_brief_writer_that_gathers_passes(since: Began, ingress: Ingress, ad
 
 def test_research_one_after_the_other_fails(since: Began, ingress: Ingress, admin: Admin) -> None:
     result = check.lesson_10.exercise_3.sync(ingress, admin, "L10OneByOneWriter")
-    _failed(result, "the second research call started only after the first had answered")
+    failed(result, "the second research call started only after the first had answered")
 
 
 def test_no_write_call_fails(since: Began, ingress: Ingress, admin: Admin) -> None:
     result = check.lesson_10.exercise_3.sync(ingress, admin, "L10NoWriteWriter")
-    _failed(result, "not Researcher twice and Writer once")
+    failed(result, "not Researcher twice and Writer once")
 
 
 def _loop(agents: AgentProcess, ingress: Ingress, gate: str | None) -> str:
@@ -233,24 +221,24 @@ def test_the_loop_killed_in_round_2_passes(agents: AgentProcess, since: Began, i
 
 def test_the_loop_killed_in_round_3_fails(agents: AgentProcess, since: Began, ingress: Ingress, admin: Admin) -> None:
     result = check.lesson_10.exercise_2.sync(ingress, admin, _loop(agents, ingress, "patterns.loop.round3"))
-    _failed(result, "round(s) [1, 2]", "later than round 2's start")
+    failed(result, "round(s) [1, 2]", "later than round 2's start")
 
 
 def test_the_loop_never_killed_fails(agents: AgentProcess, since: Began, ingress: Ingress, admin: Admin) -> None:
     result = check.lesson_10.exercise_2.sync(ingress, admin, _loop(agents, ingress, None))
-    _failed(result, "made by one process: no kill fell between them")
+    failed(result, "made by one process: no kill fell between them")
 
 
 def test_another_services_invocation_is_refused(since: Began, ingress: Ingress, admin: Admin) -> None:
     sent = ingress.send("HelpDesk", "ask", "Where is my parcel for order AB-1002?", key=f"k-{uuid.uuid4().hex[:6]}")
     ingress.attach(sent.invocation_id)
-    _failed(check.lesson_10.exercise_2.sync(ingress, admin, sent.invocation_id), "not DraftLoop/improve")
+    failed(check.lesson_10.exercise_2.sync(ingress, admin, sent.invocation_id), "not DraftLoop/improve")
 
 
 def test_a_loop_from_before_the_exercises_is_refused(agents: AgentProcess, ingress: Ingress, admin: Admin) -> None:
     invocation_id = _loop(agents, ingress, None)
-    begin(admin)
-    _failed(check.lesson_10.exercise_2.sync(ingress, admin, invocation_id), "before you began the exercises")
+    begin(10, admin)
+    failed(check.lesson_10.exercise_2.sync(ingress, admin, invocation_id), "before you began the exercises")
 
 
 def test_checks_never_raise_on_nonsense(since: Began, ingress: Ingress, admin: Admin) -> None:

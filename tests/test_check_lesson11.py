@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,11 +13,12 @@ import restate
 
 from agent_lib import check
 from agent_lib.agents.orchestration import order_desk_service, research_gate
-from agent_lib.check import CheckResult, _core
+from agent_lib.check import _core
 from agent_lib.check._core import Began
 from agent_lib.clients import Admin, Ingress
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
+from tests.helpers import begin, failed, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -35,18 +35,6 @@ ORCHESTRATOR = [
     "agent_lib.agents.orchestration:researcher_service",
 ]
 DESKS = [f"tests.test_check_lesson11:{name}" for name in ("patient", "hasty", "lax", "unbounded")]
-
-
-def begin(admin: Admin) -> Began:
-    """Begin lesson 11's exercises; then wait 20 ms: the server may stamp an invocation sent at once 1 ms before it."""
-    began = check.lesson_11.begin(admin)
-    time.sleep(0.02)
-    return began
-
-
-def _failed(result: CheckResult, *words: str) -> None:
-    assert not result.ok, result
-    assert all(w in result.message for w in words), result.message
 
 
 # --- exercise 1 ------------------------------------------------------------------------------------
@@ -69,9 +57,7 @@ def _killed_report(ingress: Ingress, admin: Admin, agents: AgentProcess, held: t
     for gate in gates:
         gate.wait_reached(timeout=120, alive=lambda: agents.running)
     sql = f"SELECT id FROM sys_invocation WHERE invoked_by_id = '{sent.invocation_id}' AND status = 'completed'"
-    deadline = time.monotonic() + 60
-    while len(admin.query(sql)) < 4 - len(held) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for("the researchers that are not held", lambda: len(admin.query(sql)) >= 4 - len(held), 60, every=0.05)
     agents.kill()
     agents.start(timeout=120)
     ingress.attach(sent.invocation_id)
@@ -81,7 +67,7 @@ def _killed_report(ingress: Ingress, admin: Admin, agents: AgentProcess, held: t
 @pytest.fixture(scope="module")
 def reports(restate_server: RestateServer, _kit_data: Path) -> Iterator[Reports]:
     admin, ingress = Admin(restate_server.admin_url), Ingress(restate_server.ingress_url)
-    began = begin(admin)
+    began = begin(11, admin)
     with AgentProcess(ORCHESTRATOR, admin=admin, name="l11-check-orchestrator") as agents:
         agents.start(timeout=120)
         killed = _killed_report(ingress, admin, agents, held=(3,))
@@ -105,19 +91,19 @@ def test_a_report_killed_mid_research_passes(since: Reports, admin: Admin) -> No
 
 
 def test_a_report_never_killed_is_refused(since: Reports, admin: Admin) -> None:
-    _failed(check.lesson_11.exercise_1.sync(admin, *since.not_killed), "ran in the same process")
+    failed(check.lesson_11.exercise_1.sync(admin, *since.not_killed), "ran in the same process")
 
 
 def test_a_report_whose_researchers_were_all_held_is_refused(since: Reports, admin: Admin) -> None:
-    _failed(check.lesson_11.exercise_1.sync(admin, *since.all_held), "no question was looked up before the kill")
+    failed(check.lesson_11.exercise_1.sync(admin, *since.all_held), "no question was looked up before the kill")
 
 
 def test_the_report_id_of_another_request_is_refused(since: Reports, admin: Admin) -> None:
     report_id, _ = since.killed
     _, other = since.not_killed
-    _failed(check.lesson_11.exercise_1.sync(admin, report_id, other), "researched for another invocation")
-    _failed(check.lesson_11.exercise_1.sync(admin, "r-typo", other), "no question of report 'r-typo'")
-    _failed(check.lesson_11.exercise_1.sync(admin, "", other), "is not a report id")
+    failed(check.lesson_11.exercise_1.sync(admin, report_id, other), "researched for another invocation")
+    failed(check.lesson_11.exercise_1.sync(admin, "r-typo", other), "no question of report 'r-typo'")
+    failed(check.lesson_11.exercise_1.sync(admin, "", other), "is not a report id")
 
 
 def test_a_researcher_s_invocation_is_refused(since: Reports, admin: Admin) -> None:
@@ -126,13 +112,13 @@ def test_a_researcher_s_invocation_is_refused(since: Reports, admin: Admin) -> N
         f"SELECT id FROM sys_invocation WHERE invoked_by_id = '{invocation_id}' "
         "AND target_service_name = 'ReportResearcher'"
     )[0]
-    _failed(check.lesson_11.exercise_1.sync(admin, report_id, row["id"]), "not to ReportOrchestrator/write")
-    _failed(check.lesson_11.exercise_1.sync(admin, report_id, "not-an-id"), "is not an invocation id")
+    failed(check.lesson_11.exercise_1.sync(admin, report_id, row["id"]), "not to ReportOrchestrator/write")
+    failed(check.lesson_11.exercise_1.sync(admin, report_id, "not-an-id"), "is not an invocation id")
 
 
 def test_reports_from_before_the_exercises_are_refused(reports: Reports, admin: Admin) -> None:
-    begin(admin)
-    _failed(check.lesson_11.exercise_1.sync(admin, *reports.killed), "before you began the exercises")
+    begin(11, admin)
+    failed(check.lesson_11.exercise_1.sync(admin, *reports.killed), "before you began the exercises")
 
 
 # --- exercise 2 ------------------------------------------------------------------------------------
@@ -141,7 +127,7 @@ def test_reports_from_before_the_exercises_are_refused(reports: Reports, admin: 
 @pytest.fixture(scope="module")
 def desks(restate_server: RestateServer, _kit_data: Path) -> Iterator[tuple[AgentProcess, Began]]:
     admin = Admin(restate_server.admin_url)
-    began = begin(admin)
+    began = begin(11, admin)
     with AgentProcess(DESKS, admin=admin, name="l11-check-desks") as proc:
         yield proc.start(timeout=120), began
 
@@ -158,26 +144,26 @@ def test_a_desk_with_five_attempts_passes(desk_since: AgentProcess, ingress: Ing
 
 
 def test_the_default_three_attempts_are_refused(desk_since: AgentProcess, ingress: Ingress, admin: Admin) -> None:
-    _failed(check.lesson_11.exercise_2.sync(ingress, admin, "L11HastyDesk"), "gave up after 3 attempts")
+    failed(check.lesson_11.exercise_2.sync(ingress, admin, "L11HastyDesk"), "gave up after 3 attempts")
 
 
 def test_seven_attempts_are_refused(desk_since: AgentProcess, ingress: Ingress, admin: Admin) -> None:
-    _failed(
+    failed(
         check.lesson_11.exercise_2.sync(ingress, admin, "L11LaxDesk"),
         "attempts at one model call so far: it did not give up after 5",
     )
 
 
 def test_no_run_options_are_refused(desk_since: AgentProcess, ingress: Ingress, admin: Admin) -> None:
-    _failed(check.lesson_11.exercise_2.sync(ingress, admin, "L11UnboundedDesk"), "it did not give up after 5")
+    failed(check.lesson_11.exercise_2.sync(ingress, admin, "L11UnboundedDesk"), "it did not give up after 5")
 
 
 def test_a_desk_that_is_not_served_is_refused(desk_since: AgentProcess, ingress: Ingress, admin: Admin) -> None:
-    _failed(check.lesson_11.exercise_2.sync(ingress, admin, "L11NoSuchDesk"), "does not list a service")
+    failed(check.lesson_11.exercise_2.sync(ingress, admin, "L11NoSuchDesk"), "does not list a service")
 
 
 def test_a_desk_registered_before_the_exercises_is_refused(
     desks: tuple[AgentProcess, Began], ingress: Ingress, admin: Admin
 ) -> None:
-    begin(admin)
-    _failed(check.lesson_11.exercise_2.sync(ingress, admin, "L11PatientDesk"), "before you began the exercises")
+    begin(11, admin)
+    failed(check.lesson_11.exercise_2.sync(ingress, admin, "L11PatientDesk"), "before you began the exercises")

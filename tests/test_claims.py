@@ -25,6 +25,7 @@ from agent_lib.ledger import Ledger
 from agent_lib.models import Call, ToolResult, Turn
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
+from tests.helpers import wait_for, wait_pending, wait_status
 
 pytestmark = pytest.mark.agent  # a finished agent's tests: `make test-replay` runs them too
 
@@ -135,22 +136,6 @@ def claims(restate_server: RestateServer, _kit_data: Path) -> Iterator[AgentProc
         yield proc
 
 
-def wait_pending(admin: Admin, key: str, service: str = APPROVALS, timeout: float = 60.0) -> dict[str, Any]:
-    """Wait until a claim's approval request is filed; return it (awakeable id included)."""
-    deadline = time.monotonic() + timeout
-    while "pending" not in (state := admin.state(service, key)):
-        assert time.monotonic() < deadline, f"no pending request for {key} after {timeout}s"
-        time.sleep(0.2)
-    return dict(json.loads(state["pending"]))
-
-
-def wait_status(admin: Admin, invocation_id: str, status: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while admin.status(invocation_id) != status:
-        assert time.monotonic() < deadline, f"{invocation_id} is {admin.status(invocation_id)}, not {status}"
-        time.sleep(0.2)
-
-
 def decide(ingress: Ingress, key: str, approver: str, approve: bool, reason: str = "") -> Any:
     body = {"approver": approver, "approve": approve, "reason": reason}
     return ingress.call(APPROVALS, "decide", body, key=key)
@@ -180,7 +165,7 @@ def test_a_large_claim_waits_and_completes_when_approved(
     ingress: Ingress, admin: Admin, claims: AgentProcess, ledger: Ledger, key: str
 ) -> None:
     sent = ingress.send(AGENT, "run", HOTEL, key=key)
-    pending = wait_pending(admin, key)
+    pending = wait_pending(admin, APPROVALS, key)
     assert pending["invocation_id"] == sent.invocation_id and pending["amount"] == 1800.0
     secret = pending["awakeable_id"]
     assert ingress.call(APPROVALS, "show", key=key) == public_request(pending)
@@ -201,7 +186,7 @@ def test_a_wrong_approver_is_refused_and_the_claim_stays_pending(
     ingress: Ingress, admin: Admin, claims: AgentProcess, key: str
 ) -> None:
     sent = ingress.send(AGENT, "run", HOTEL, key=key)
-    wait_pending(admin, key)
+    wait_pending(admin, APPROVALS, key)
     with pytest.raises(RestateError, match="'eve' is not allowed to approve claims") as err:
         decide(ingress, key, "eve", True, "trust me")
     assert err.value.status == 403
@@ -215,7 +200,7 @@ def test_a_rejection_pays_nothing_and_tells_the_customer_why(
     ingress: Ingress, admin: Admin, claims: AgentProcess, ledger: Ledger, key: str
 ) -> None:
     sent = ingress.send(AGENT, "run", HOTEL, key=key)
-    wait_pending(admin, key)
+    wait_pending(admin, APPROVALS, key)
     with pytest.raises(RestateError, match="needs a reason") as err:
         decide(ingress, key, "maria", False)
     assert err.value.status == 400 and "pending" in admin.state(APPROVALS, key)
@@ -254,7 +239,7 @@ def test_a_waiting_claim_survives_a_kill_of_its_process(
     ingress: Ingress, admin: Admin, claims: AgentProcess, ledger: Ledger, key: str
 ) -> None:
     sent = ingress.send(AGENT, "run", HOTEL, key=key)
-    wait_pending(admin, key)
+    wait_pending(admin, APPROVALS, key)
     wait_status(admin, sent.invocation_id, "suspended")
     claims.kill()
     try:
@@ -275,14 +260,13 @@ def test_a_request_nobody_answers_is_escalated(
     env = {"CLAIMS_SERVICE_PREFIX": "TestTimeout", "CLAIMS_APPROVAL_TIMEOUT": "2s"}
     with AgentProcess(TARGETS, admin=admin, env=env, name="test-claims-timeout"):
         sent = ingress.send("TestTimeoutClaimsAgent", "run", HOTEL, key=key)
-        wait_pending(admin, key, "TestTimeoutClaimApprovals")
+        wait_pending(admin, "TestTimeoutClaimApprovals", key)
         result = ingress.attach(sent.invocation_id)
         assert result["status"] == "escalated" and result["reason"] == "no approver decided within 2 seconds"
         assert ledger.count("payment", invocation_id=sent.invocation_id) == 0
-        deadline = time.monotonic() + 30
-        while "pending" in admin.state("TestTimeoutClaimApprovals", key):
-            assert time.monotonic() < deadline, "the expired request was never dropped"
-            time.sleep(0.2)
+        wait_for(
+            "the expired request dropped", lambda: "pending" not in admin.state("TestTimeoutClaimApprovals", key), 30
+        )
         decision = json.loads(admin.state("TestTimeoutClaimApprovals", key)["decision"])
         assert decision["decision"] == "escalated" and "awakeable_id" not in decision
         with pytest.raises(RestateError, match="has no pending approval"):

@@ -6,12 +6,14 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+import pytest
 
 from agent_lib.clients import Admin, Ingress
 from agent_lib.server import RestateServer, free_port
 from agent_lib.serving import AgentProcess
+from tests.helpers import wait_failure, wait_status
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,7 +78,7 @@ def test_find_python_says_what_to_install(tmp_path: Path) -> None:
         env=env,
     )
     if probe.stdout.strip() == "True":
-        return  # this machine's system python is new enough; nothing to refuse
+        pytest.skip("this machine's system python3 is 3.12 or newer, so find-python has nothing to refuse here")
     out = subprocess.run([str(ROOT / "scripts" / "find-python")], capture_output=True, text=True, env=env)
     assert out.returncode == 1
     assert "No Python 3.12 or newer was found" in out.stderr and "pyenv install 3.12" in out.stderr
@@ -107,9 +109,7 @@ def test_status_names_what_backs_off_and_why_and_the_paused_ones(
 ) -> None:
     ingress, admin = Ingress(restate_server.ingress_url), Admin(restate_server.admin_url)
     sent = ingress.send("TestAlwaysFails", "attempt", "the scanner")
-    deadline = time.monotonic() + 30
-    while not (admin.invocation(sent.invocation_id) or {}).get("last_failure") and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_failure(admin, sent.invocation_id, 30)
     env = {"RESTATE_ADMIN_URL": restate_server.admin_url, "AGENTS_PORT": str(free_port())}
     waiting = ""
     for _ in range(5):  # between two tries it is backing-off; a try itself takes a few ms
@@ -118,8 +118,7 @@ def test_status_names_what_backs_off_and_why_and_the_paused_ones(
             break
     assert f"TestAlwaysFails/attempt  {sent.invocation_id}: " in waiting and "the scanner is broken" in waiting, waiting
     admin.pause(sent.invocation_id)
-    while admin.status(sent.invocation_id) != "paused" and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_status(admin, sent.invocation_id, "paused", 30)
     try:
         out = _cli("status", env={"RESTATE_ADMIN_URL": restate_server.admin_url, "AGENTS_PORT": str(free_port())})
         assert out.returncode == 0, out.stderr

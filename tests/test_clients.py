@@ -15,6 +15,7 @@ import pytest
 
 from agent_lib.clients import Admin, Ingress, RestateError, forwarded_url, ui_url
 from agent_lib.serving import AgentProcess
+from tests.helpers import wait_failure, wait_for, wait_status
 
 PARTITION_MOVING = (500, {"message": "Datafusion error: External error: expecting a partition store for partition 3"})
 MALFORMED_ID = (500, {"message": "Datafusion error: External error: non valid invocation id"})
@@ -23,19 +24,9 @@ HANG_UP = (0, {})
 """Close the connection without an answer, as a node going down does."""
 
 
-def _wait_for(predicate: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
-
-
 def _parked(admin: Admin, ingress: Ingress, key: str) -> tuple[str, str]:
     sent = ingress.send("TestWaiter", "wait", "parcel", key=key)
-    awakeable = _wait_for(lambda: admin.state("TestWaiter", key).get("awakeable"))
+    awakeable = wait_for("the awakeable", lambda: admin.state("TestWaiter", key).get("awakeable"))
     return sent.invocation_id, awakeable.strip('"')
 
 
@@ -73,7 +64,7 @@ def test_unreachable_server_says_how_to_start_it() -> None:
 
 def test_resolve_awakeable(admin: Admin, ingress: Ingress, test_services: AgentProcess, key: str) -> None:
     invocation, awakeable = _parked(admin, ingress, key)
-    _wait_for(lambda: admin.status(invocation) == "suspended")
+    wait_status(admin, invocation, "suspended")
     ingress.resolve_awakeable(awakeable, "approved")
     assert ingress.attach(invocation) == "parcel: approved"
 
@@ -116,13 +107,13 @@ def test_kill_and_cancel(admin: Admin, ingress: Ingress, test_services: AgentPro
 
 def test_pause_and_resume_a_retrying_invocation(admin: Admin, ingress: Ingress, test_services: AgentProcess) -> None:
     sent = ingress.send("TestAlwaysFails", "attempt", "the printer")
-    row = _wait_for(lambda: (r := admin.invocation(sent.invocation_id)) and r.get("last_failure") and r)
+    row = wait_failure(admin, sent.invocation_id)
     assert "the printer is broken" in str(row["last_failure"])
     assert row["retry_count"] >= 1
     admin.pause(sent.invocation_id)
-    _wait_for(lambda: admin.status(sent.invocation_id) == "paused")
+    wait_status(admin, sent.invocation_id, "paused")
     admin.resume(sent.invocation_id)
-    _wait_for(lambda: admin.status(sent.invocation_id) in ("backing-off", "running", "ready", "scheduled"))
+    wait_for("a retry", lambda: admin.status(sent.invocation_id) in ("backing-off", "running", "ready", "scheduled"))
     admin.kill(sent.invocation_id)
 
 
@@ -392,3 +383,31 @@ def test_after_an_error_answer_the_ingress_does_not_reuse_the_connection() -> No
         assert server.connections == 2
     finally:
         server.close()
+
+
+def test_a_client_keeps_one_pool_per_event_loop_and_with_closes_it(
+    ingress: Ingress, test_services: AgentProcess
+) -> None:
+    with Ingress(ingress.url) as client:
+
+        async def twice() -> list[Any]:
+            first = await client.acall("TestEcho", "say", "a")
+            pool = client._ahttp
+            second = await client.acall("TestEcho", "say", "b")
+            assert pool is not None and client._ahttp is pool, "the second call reuses the first call's pool"
+            return [first, second]
+
+        assert asyncio.run(twice()) == ["A", "B"]
+        assert asyncio.run(client.acall("TestEcho", "say", "c")) == "C", "a new event loop gets a pool of its own"
+        assert client.call("TestEcho", "say", "d") == "D"
+    assert client._http.is_closed and client._ahttp is None
+
+
+def test_admin_names_a_service_and_its_deployment(admin: Admin, test_services: AgentProcess) -> None:
+    service = admin.service("TestEcho")
+    assert service["name"] == "TestEcho" and [h["name"] for h in service["handlers"]] == ["say"]
+    deployment = admin.deployment(service["deployment_id"])
+    assert "TestEcho" in str(deployment) and deployment["created_at"]
+    with pytest.raises(RestateError) as err:
+        admin.service("NoSuchService")
+    assert err.value.status == 404

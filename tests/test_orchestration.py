@@ -54,6 +54,7 @@ from agent_lib.ledger import Ledger
 from agent_lib.models import Call, ToolResult, Turn
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
+from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.agent, pytest.mark.slow]  # a finished agent's tests: `make test-replay` runs them too
 
@@ -194,10 +195,7 @@ def test_a_kill_after_half_the_research_runs_only_the_rest(
     sent = ingress.send("ReportOrchestrator", "write", {"report_id": report_id, "topic": "tidal power"})
     for gate in gates:
         gate.wait_reached(timeout=60, alive=lambda: agents.running)
-    deadline = time.monotonic() + 60
-    while _research(ledger, report_id) != {0: 1, 1: 1} and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _research(ledger, report_id) == {0: 1, 1: 1}
+    wait_for("the researchers that are not held", lambda: _research(ledger, report_id) == {0: 1, 1: 1}, 60, every=0.05)
     killed = agents.pid
     agents.kill()
     agents.start()

@@ -61,6 +61,12 @@ def test_a_check_that_does_not_pass_records_nothing(own_data_dir: Path, body: ob
     assert not (own_data_dir / "progress.jsonl").exists()
 
 
+def test_a_pass_is_recorded_by_the_lesson_and_exercise_it_carries_not_by_its_title() -> None:
+    progress.record_result(CheckResult("Lesson 03 · exercise 2", True, "a title alone", lesson=0, exercise=0))
+    progress.record_result(CheckResult("whatever it is called", True, "judged", lesson=7, exercise=3))
+    assert [(p.lesson, p.exercise) for p in progress.read()] == [(7, 3)]
+
+
 def test_an_awaited_check_records_too() -> None:
     assert asyncio.run(exercise(1, 3)(passing)()).ok
     assert [(p.lesson, p.exercise) for p in progress.read()] == [(1, 3)]
@@ -72,7 +78,7 @@ def test_only_passes_count_in_the_table() -> None:
     progress.record_result(CheckResult("Lesson 02 · exercise 1", False, "no"))
     table = check.progress().set_index("lesson")
     assert len(table) == len(check.exercises()), "one row per lesson with exercises"
-    assert (table.loc[[f"{n:02d}" for n in range(1, 10)], "exercises"] == 3).all()
+    assert (table.loc[[f"{n:02d}" for n in range(1, 10)], "exercises"] >= 3).all(), "every lesson has exercises"
     assert table.loc["01", "passed"] == 1 and table.loc["01", "which"] == "1"
     assert table.loc["04", "passed"] == 1 and table.loc["04", "which"] == "3" and table.loc["04", "last pass"]
     assert table["passed"].sum() == 2, "two exercises passed (one of them twice); failures count for nothing"

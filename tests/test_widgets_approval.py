@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
 from agent_lib.widgets import ApprovalPanel, ApprovalRequest, Decision, format_amount, pending_requests
 from agent_lib.widgets.approval import invocation_statuses, status_badge
+from tests.helpers import wait_for
 
 SECRET = "sign_1SeCrEtAwAkEaBlE"
 
@@ -250,8 +250,5 @@ def test_the_approve_button_completes_a_real_waiting_claim(
     _row(panel, key).approve.click()
     result = ingress.attach(sent.invocation_id)
     assert (result["status"], result["approver"], result["reason"]) == ("approved", "sam", "fine")
-    deadline = time.monotonic() + 30
-    while panel.refresh().status_of(key) != "completed":
-        assert time.monotonic() < deadline, panel.statuses
-        time.sleep(0.2)
+    wait_for(f"the panel to show {key} completed", lambda: panel.refresh().status_of(key) == "completed", 30)
     assert key not in panel.pending_claims and "Approved by sam: fine" in rendered(panel)

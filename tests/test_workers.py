@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -17,6 +16,7 @@ from agent_lib.ledger import Ledger
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess, ServingError
 from tests.agents.probe_points import hook_name
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -77,10 +77,11 @@ def test_a_killed_supervisor_takes_its_workers_along(restate_server: RestateServ
         workers = agent.wait_for_workers()
         assert Ingress(restate_server.ingress_url).call("TestEcho", "say", "two") == "TWO"
         agent.kill()
-    deadline = time.monotonic() + 10
-    while any(_exists(pid) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(_exists(pid) for pid in workers), "the workers end with their supervisor, as one process would"
+
+    def ended() -> bool:
+        return not any(_exists(pid) for pid in workers)
+
+    wait_for("the workers to end with their supervisor, as one process would", ended, 10, every=0.05)
 
 
 def test_a_worker_that_cannot_start_shows_its_log(restate_server: RestateServer) -> None:

@@ -25,17 +25,16 @@ import asyncio
 import contextlib
 import functools
 import html
-import json
 import re
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlparse
+from urllib.parse import urlparse
 
 import httpx
 
@@ -86,12 +85,16 @@ _ATTEMPTS = 3
 
 @dataclass(frozen=True)
 class CheckResult:
-    """The outcome of one exercise check: passed, or what is wrong and a hint."""
+    """The outcome of one exercise check: passed, or what is wrong and a hint; which lesson and exercise it judged."""
 
-    exercise: str
+    title: str
     ok: bool
     message: str
     hint: str = ""
+    lesson: int = 0
+    """The lesson's number (0: not a lesson's exercise)."""
+    exercise: int = 0
+    """The exercise's number within its lesson (0: not a lesson's exercise)."""
 
     def __bool__(self) -> bool:
         return self.ok
@@ -104,26 +107,26 @@ class CheckResult:
 
     def __str__(self) -> str:
         if self.ok:
-            return f"PASS {self.exercise}: {self.message}"
-        return f"FAIL {self.exercise}: {self.message}" + (f"\nHint: {self.hint}" if self.hint else "")
+            return f"PASS {self.title}: {self.message}"
+        return f"FAIL {self.title}: {self.message}" + (f"\nHint: {self.hint}" if self.hint else "")
 
     def _repr_markdown_(self) -> str:
         if self.ok:
-            return f"✅ **{self.exercise} passed.** {_md(self.message)}"
-        text = f"❌ **FAILED · {self.exercise}: not yet.** {_md(self.message)}"
+            return f"✅ **{self.title} passed.** {_md(self.message)}"
+        text = f"❌ **FAILED · {self.title}: not yet.** {_md(self.message)}"
         return text + (f"\n\n💡 **Hint:** {_md(self.hint)}" if self.hint else "")
 
     def _repr_html_(self) -> str:
         if self.ok:
             return (
                 '<div style="border-left:6px solid #1e6b34;background:#e3f6e8;color:#0f3d1d;padding:6px 10px">'
-                f"<b>✅ {html.escape(self.exercise)}: passed.</b> {html.escape(self.message)}</div>"
+                f"<b>✅ {html.escape(self.title)}: passed.</b> {html.escape(self.message)}</div>"
             )
         hint = f'<div style="margin-top:6px"><b>💡 Hint:</b> {html.escape(self.hint)}</div>' if self.hint else ""
         return (
             '<div style="border:2px solid #b91c1c;border-left:10px solid #b91c1c;background:#fde8e8;'
             'color:#450a0a;padding:8px 12px;margin:4px 0">'
-            f'<div style="color:#b91c1c;font-weight:bold;font-size:1.15em">❌ FAILED · {html.escape(self.exercise)}:'
+            f'<div style="color:#b91c1c;font-weight:bold;font-size:1.15em">❌ FAILED · {html.escape(self.title)}:'
             f" not yet.</div><div>{html.escape(self.message)}</div>{hint}</div>"
         )
 
@@ -171,11 +174,18 @@ class Check[**P]:
     """An exercise check: `await check(...)` runs it in a worker thread; `check.sync(...)` runs it here."""
 
     def __init__(
-        self, title: str, body: Callable[P, str], *, lesson: int = 0, deadline: float = DEFAULT_DEADLINE
+        self,
+        title: str,
+        body: Callable[P, str],
+        *,
+        lesson: int = 0,
+        number: int = 0,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> None:
         self.title = title
         self.body = body
         self.lesson = lesson
+        self.number = number
         self.deadline = deadline
         functools.update_wrapper(self, body)
 
@@ -212,7 +222,8 @@ class Check[**P]:
                 "is the agent's process running, and is the server answering? look at the invocation in the "
                 "Restate UI, then run the check again",
             )
-        return progress.record_result(_clean_up(run, result))  # only a pass the learner sees is recorded
+        result = replace(_clean_up(run, result), lesson=self.lesson, exercise=self.number)
+        return progress.record_result(result)  # only a pass the learner sees is recorded
 
     def _judge(self, *args: P.args, **kwargs: P.kwargs) -> CheckResult:
         try:
@@ -278,7 +289,7 @@ def _clean_up(run: _Run, result: CheckResult) -> CheckResult:
     if not killed:
         return result
     note = f" (the check killed {len(killed)} invocation(s) it had started and left unfinished: {', '.join(killed)})"
-    return CheckResult(result.exercise, result.ok, result.message + note, result.hint)
+    return replace(result, message=result.message + note)
 
 
 def exercise[**P](
@@ -287,7 +298,7 @@ def exercise[**P](
     """Make a check of exercise `number` of lesson `lesson` from a function that returns a pass message."""
 
     def wrap(body: Callable[P, str]) -> Check[P]:
-        return Check(f"Lesson {lesson:02d} · exercise {number}", body, lesson=lesson, deadline=deadline)
+        return Check(f"Lesson {lesson:02d} · exercise {number}", body, lesson=lesson, number=number, deadline=deadline)
 
     return wrap
 
@@ -495,8 +506,8 @@ def deployment_of(admin: Admin, service: str | None = None, *, deployment_id: st
     if deployment_id is None:
         require(service, "name a service or a deployment", "pass the service's name")
         assert service is not None
-        deployment_id = str(admin._request("GET", f"/services/{quote(service, safe='')}")["deployment_id"])
-    return dict(admin._request("GET", f"/deployments/{quote(deployment_id, safe='')}"))
+        deployment_id = str(admin.service(service)["deployment_id"])
+    return admin.deployment(deployment_id)
 
 
 def listening(uri: str, timeout: float = 1.0) -> bool | None:
@@ -566,7 +577,7 @@ def send(
 ) -> str:
     """Start a handler without waiting for it (tracked); return its invocation id."""
     left = remaining(f"the server to accept a call to {service}/{handler}")
-    with contextlib.closing(Ingress(ingress.url, timeout=min(left, ingress.timeout))) as bounded:
+    with Ingress(ingress.url, timeout=min(left, ingress.timeout)) as bounded:
         sent = bounded.send(service, handler, body, key=key, idempotency_key=idempotency_key)
     return track(sent.invocation_id)
 
@@ -574,14 +585,13 @@ def send(
 def attach(ingress: Ingress, invocation_id: str, what: str = "") -> Any:
     """Wait for an invocation's result, within the check's deadline; fail early if its process is stopped."""
     what = what or f"invocation {invocation_id}"
-    path = f"/restate/invocation/{quote(invocation_id, safe='')}/attach"
     run = _run()
     while True:
         left = remaining(what)
         if run is None:
-            return ingress._request("GET", path)
+            return ingress.attach(invocation_id)
         try:
-            return ingress._request("GET", path, timeout=min(left, 3.0))
+            return ingress.attach(invocation_id, timeout=min(left, 3.0))
         except httpx.TimeoutException:
             pass
         require_not_stuck(run.admin or Admin(), invocation_id, what)
@@ -707,14 +717,3 @@ def wait_until(done: Callable[[], Any], what: str, timeout: float = 60.0, every:
         if time.monotonic() > deadline:
             raise TimeoutError(f"waited {timeout:g}s for {what}")
         time.sleep(every)
-
-
-def json_values(values: Iterable[str]) -> list[Any]:
-    """Decode each JSON text, keeping text that is not JSON as it is."""
-    decoded = []
-    for value in values:
-        try:
-            decoded.append(json.loads(value))
-        except (TypeError, ValueError):
-            decoded.append(value)
-    return decoded

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from .._sql import sql_literal
 from ..clients import Admin, Ingress
@@ -134,7 +133,11 @@ def exercise_1(admin: Admin, key: str, statuses: Sequence[str], *, service: str 
         for a, b in zip(runs, runs[1:], strict=False)
         if _time(b["running_at"]) < _time(a["completed_at"])
     ]
-    require(not overlaps, f"two messages of one key ran at the same time: {overlaps}")
+    require(
+        not overlaps,
+        f"two messages of one key ran at the same time: {overlaps}",
+        "serve the chat as a restate.VirtualObject (not a Service): Restate then runs one message of a key at a time",
+    )
     seen = [str(s).strip().lower() for s in statuses]
     require(
         len(seen) == len(rows),
@@ -249,16 +252,11 @@ def exercise_2(ingress: Ingress, admin: Admin, key: str, name: str, *, service: 
     )
 
 
-def _service_info(admin: Admin, service: str) -> dict[str, Any]:
-    info = admin._request("GET", f"/services/{service}")
-    return dict(info) if isinstance(info, dict) else {}
-
-
 @exercise(3, 3)
 def exercise_3(ingress: Ingress, admin: Admin, *, service: str = "MyChatAgent", handler: str = "forget") -> str:
     """Your chat service forgets on request: after `forget`, the session's state is gone and so is the name."""
     require_service(admin, service)
-    info = _service_info(admin, service)
+    info = admin.service(service)
     handlers = sorted(h.get("name", "") for h in info.get("handlers", []))
     require(
         "VirtualObject" in str(info.get("ty", "")),

@@ -144,8 +144,16 @@ def exercise_1(
             "then triage new claims",
         )
     parallel, serial = measured["parallel"], measured["one-by-one"]
-    require(all_overlap(parallel), "the 'parallel' claim's checks did not all run at once: was it triaged with gather?")
-    require(one_at_a_time(serial), "the 'one by one' claim's checks overlapped: use triage_one_by_one for it")
+    require(
+        all_overlap(parallel),
+        "the 'parallel' claim's checks did not all run at once: was it triaged with gather?",
+        'triage it with ingress.call("ClaimTriage", "triage", claim), whose restate.gather starts the three at once',
+    )
+    require(
+        one_at_a_time(serial),
+        "the 'one by one' claim's checks overlapped: use triage_one_by_one for it",
+        'triage it with ingress.call("ClaimTriage", "triage_one_by_one", claim), which awaits each check in turn',
+    )
     slowest = max(t.finished - t.started for t in parallel)
     total = sum(t.finished - t.started for t in serial)
     require(
@@ -201,7 +209,11 @@ def exercise_2(ingress: Ingress, admin: Admin, service: str = "ConsultingAgent",
     invocation_id, _ = call(ingress, service, handler, claim, key=claim["claim_id"])
     journal = admin.journal(invocation_id)
     steps = admin.steps(invocation_id)
-    require("call LLM" in steps, f"no model call in the journal ({steps}): run an ADK agent with RestatePlugin()")
+    require(
+        "call LLM" in steps,
+        f"no model call in the journal ({steps}): run an ADK agent with RestatePlugin()",
+        "build the handler as the lesson does: an Agent run by a Runner with plugins=[RestatePlugin()]",
+    )
     tools = _tool_calls(admin, service, claim["claim_id"])
     require(
         tools == ["consult_specialists"],
@@ -361,6 +373,7 @@ def exercise_3(
         require(
             report["decision"]["outcome"] == expected.outcome,
             f"the decision {report['decision']['outcome']!r} differs from the rules' {expected.outcome!r}",
+            "decide from the three verdicts with decide(...), as the lesson's triage does; do not change the outcome",
         )
         same = ", as the rules give"
     counts = checks_run(report["claim_id"], ledger)

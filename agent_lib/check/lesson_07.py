@@ -177,6 +177,7 @@ def exercise_1(
     require(
         isinstance(old_out, dict) and old_out.get("version") != new_out.get("version"),
         f"both finished with the same code: {old_out!r} and {new_out!r}",
+        'serve v3 with its own version (make_service("v3")), and leave the old refund on the deployment it started on',
     )
     return (
         f"the old refund, in flight while v3 was deployed, finished on {old['pinned_deployment_id']} "

@@ -193,7 +193,11 @@ def exercise_1(admin: Admin, invocation_ids: Sequence[str], cluster: Any) -> str
     """Claims sent and finished while node 1 was down: every one completed, and node 1 is back."""
     watch = _watching(cluster)
     ids = list(dict.fromkeys([invocation_ids] if isinstance(invocation_ids, str) else invocation_ids))
-    require(ids, "no invocation given: pass the ids of the claims you sent while node 1 was down")
+    require(
+        ids,
+        "no invocation given: pass the ids of the claims you sent while node 1 was down",
+        "stop node 1, send claims with ingress.send(...) to another node, and pass their .invocation_id values",
+    )
     for invocation_id in ids:
         require_new(admin, _row(admin, invocation_id), "the claim")
     node_1 = watch.spans(1)
@@ -234,7 +238,11 @@ def exercise_2(admin: Admin, idempotency_key: str, *, service: str = "ExpenseAge
         f"no {service} invocation has the idempotency key {idempotency_key!r}",
         "send the claim with ingress.send(..., idempotency_key=...) (a timeout is fine), then again with the same key",
     )
-    require(len(rows) == 1, f"{len(rows)} invocations carry that key: it ran more than once")
+    require(
+        len(rows) == 1,
+        f"{len(rows)} invocations carry that key: it ran more than once",
+        "send both tries with the same idempotency_key to the same service and handler, and the same object key",
+    )
     row = require_new(admin, rows[0], "the claim")
     windows = watch.two_down()
     require(

@@ -110,12 +110,25 @@ def exercise_1(
     for claim, record in claims.items():
         paid = _count("payment", claim, ledger)
         expected = 1 if record["status"] in ("paid", "approved") else 0
-        require(paid == expected, f"claim {claim} is {record['status']} and has {paid} payment(s), not {expected}")
+        require(
+            paid == expected,
+            f"claim {claim} is {record['status']} and has {paid} payment(s), not {expected}",
+            "file each claim once, through the desk, and let it finish (decide a pending one from the panel); "
+            "the claim's invocations in the Restate UI show where it stands",
+        )
         emails = _count(EMAIL_KIND, claim, ledger)
-        require(emails == 1, f"claim {claim} sent {emails} email(s), not 1")
+        require(
+            emails == 1,
+            f"claim {claim} sent {emails} email(s), not 1",
+            "file each claim once, through the desk in this conversation, and let it finish",
+        )
     _, status = call(ingress, desk, "run", "What is the status of my claims?", key=conversation)
     missing = [c for c in claims if c not in str(status)]
-    require(not missing, f"asked for the status, the desk answered {status!r}, without {missing}")
+    require(
+        not missing,
+        f"asked for the status, the desk answered {status!r}, without {missing}",
+        "file the claims through the desk in this one conversation (`conversation`): the desk answers from its session",
+    )
     return (
         f"the home claim {home[-1]} is {claims[home[-1]]['status']}; the conversation's {len(claims)} claims "
         f"({', '.join(r['status'] for r in claims.values())}) were each paid as decided and emailed once, and the "
@@ -163,10 +176,22 @@ def exercise_2(
         f"the denied claim {claim} was not filed on {_BEN_POLICY}: {reasons}",
         f"give the desk Ben's policy, {_BEN_POLICY}",
     )
-    require(_count("payment", claim, ledger) == 0, f"the denied claim {claim} was paid")
-    require(not _agent_runs(admin, agent, claim), f"the denied claim {claim} still went to {agent}")
-    require(call(ingress, approvals, "show", key=claim)[1] is None, f"the denied claim {claim} waits for an approver")
-    require(_count(EMAIL_KIND, claim, ledger) == 1, f"the denied claim {claim} was not emailed exactly once")
+    stop_early = (
+        f"claim as the exercise says, in a new conversation as {_BEN} ({_BEN_POLICY}): the specialists deny it, so "
+        "nothing is paid and nobody is asked"
+    )
+    require(_count("payment", claim, ledger) == 0, f"the denied claim {claim} was paid", stop_early)
+    require(not _agent_runs(admin, agent, claim), f"the denied claim {claim} still went to {agent}", stop_early)
+    require(
+        call(ingress, approvals, "show", key=claim)[1] is None,
+        f"the denied claim {claim} waits for an approver",
+        stop_early,
+    )
+    require(
+        _count(EMAIL_KIND, claim, ledger) == 1,
+        f"the denied claim {claim} was not emailed exactly once",
+        "file Ben's claim once, in a new conversation, and let the desk answer",
+    )
     return f"{_BEN}'s claim {claim} was denied ({reasons}): nothing paid, nobody asked, one email"
 
 
@@ -185,7 +210,11 @@ def exercise_3(
     """A large claim rejected, with a reason, after the desk's process was killed while it waited."""
     _require_none_paused(admin, {agent: claim})
     claims = _claims(ingress, admin, desk, conversation)
-    require(claim in claims, f"the conversation has no claim {claim!r}: it has {sorted(claims)}")
+    require(
+        claim in claims,
+        f"the conversation has no claim {claim!r}: it has {sorted(claims)}",
+        "pass the conversation you filed the large claim in, and its claim id (claim_id(conversation))",
+    )
     record = claims[claim]
     require(
         _filed_since_began(claim, ledger),
@@ -203,10 +232,20 @@ def exercise_3(
         f"its reason is {record['reason']!r}, not {reason!r}",
         "pass the reason exactly as you gave it to the panel",
     )
-    require(_count("payment", claim, ledger) == 0, f"the rejected claim {claim} was paid")
-    require(_count(EMAIL_KIND, claim, ledger) == 1, f"claim {claim} was not emailed exactly once")
+    require(
+        _count("payment", claim, ledger) == 0,
+        f"the rejected claim {claim} was paid",
+        "reject it from the panel, before anyone approves it: await panel.adecide(claim_id(key), False, reason)",
+    )
+    require(
+        _count(EMAIL_KIND, claim, ledger) == 1,
+        f"claim {claim} was not emailed exactly once",
+        "file the large claim once, in a new conversation, and let it finish",
+    )
     runs = _agent_runs(admin, agent, claim)
-    require(runs, f"{agent} never handled claim {claim}")
+    require(
+        runs, f"{agent} never handled claim {claim}", f"file a large claim through the desk, which hands it to {agent}"
+    )
     pids = {e.pid for r in runs for e in effects_of("model_call", invocation_id=r["id"], ledger=ledger)}
     require(
         len(pids) >= 2,

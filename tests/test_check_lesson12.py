@@ -64,9 +64,9 @@ def since(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> Lab:
     return lab
 
 
-def _turn(lab: Lab, gate: str | None) -> str:
+def _turn(lab: Lab, gate: str | None, skip: int = 0) -> str:
     """Ask TracedWeather on a new key; kill and restart its process at `gate` (if any); return the invocation id."""
-    held = Gate(gate).arm() if gate else None
+    held = Gate(gate).arm(skip=skip) if gate else None
     sent = lab.ingress.send("TracedWeather", "run", "What is the weather in Madrid?", key=f"t-{uuid.uuid4().hex[:8]}")
     if held is not None:
         held.wait_reached(timeout=120, alive=lambda: lab.agents.running)
@@ -86,7 +86,7 @@ def test_a_kill_after_the_last_model_call_passes(since: Lab) -> None:
 
 
 def test_a_kill_before_the_second_model_call_fails(since: Lab) -> None:
-    result = check.lesson_12.exercise_1.sync(since.admin, since.traces, _turn(since, "traced.tool.after"))
+    result = check.lesson_12.exercise_1.sync(since.admin, since.traces, _turn(since, "traced.model.new", skip=1))
     failed(result, "came after the first failed attempt", "the kill came before the last model call")
 
 

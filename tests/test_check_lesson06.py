@@ -11,18 +11,11 @@ import pytest
 from agent_lib import check, observe
 from agent_lib.agents import hotel
 from agent_lib.agents.flaky import SERVICE_NAME, set_booking_api
-from agent_lib.check._core import Began, wait_until
+from agent_lib.check._core import wait_until
 from agent_lib.clients import Admin, Ingress, RestateError
 from agent_lib.server import RestateServer
 from agent_lib.serving import AgentProcess
-from tests import helpers
-from tests.helpers import failed
-
-
-def begin(admin: Admin) -> Began:
-    """Begin lesson 06's exercises, a moment before the work the test does next."""
-    return helpers.begin(6, admin)
-
+from tests.helpers import begin, failed
 
 RECIPE = (
     "SELECT id, retry_count, last_failure FROM sys_invocation WHERE target_service_name = 'FlakyAgent' "
@@ -40,7 +33,7 @@ def flaky(restate_server: RestateServer, _kit_data: Path) -> Iterator[AgentProce
 @pytest.fixture
 def stuck(flaky: AgentProcess, ingress: Ingress, admin: Admin) -> Iterator[Callable[..., str]]:
     """Send bookings that get stuck (the booking API down for their key); kill them all at the end."""
-    begin(admin)
+    begin(6, admin)
     sent: list[str] = []
 
     def booking(key: str | None = None, retries: int = 2) -> str:
@@ -137,7 +130,7 @@ def test_recipe_refuses_a_booking_from_before_the_exercises(
     stuck: Callable[..., str], ingress: Ingress, admin: Admin
 ) -> None:
     mine = stuck()
-    begin(admin)
+    begin(6, admin)
     failed(check.lesson_06.exercise_1.sync(ingress, admin, RECIPE, mine), "before you began the exercises")
 
 
@@ -283,7 +276,7 @@ def _latest(admin: Admin, proc: AgentProcess) -> None:
 @pytest.fixture
 def trip(hotel_versions: dict[str, AgentProcess], ingress: Ingress, admin: Admin) -> str:
     """A new guest's trip, answered wrongly by v1; then the fix, v2, is the latest deployment."""
-    begin(admin)
+    begin(6, admin)
     _latest(admin, hotel_versions["v1"])
     sent = ingress.send(hotel.SERVICE_NAME, "run", TRIP, key=f"guest-{uuid.uuid4().hex[:6]}").invocation_id
     assert ingress.attach(sent)["version"] == "v1"
@@ -357,7 +350,7 @@ def test_sending_the_trip_again_instead_of_a_restart_is_refused(trip: str, ingre
 def test_a_turn_answered_by_the_fix_has_nothing_to_regenerate(
     hotel_versions: dict[str, AgentProcess], ingress: Ingress, admin: Admin
 ) -> None:
-    begin(admin)
+    begin(6, admin)
     _latest(admin, hotel_versions["v2"])
     right = ingress.send(hotel.SERVICE_NAME, "run", TRIP, key=f"guest-{uuid.uuid4().hex[:6]}").invocation_id
     ingress.attach(right)
@@ -367,5 +360,5 @@ def test_a_turn_answered_by_the_fix_has_nothing_to_regenerate(
 
 def test_a_trip_from_before_the_exercises_is_refused(trip: str, ingress: Ingress, admin: Admin) -> None:
     redo = _restart(admin, ingress, trip, _entry(admin, trip, "booked"))
-    begin(admin)
+    begin(6, admin)
     failed(check.lesson_06.exercise_4.sync(ingress, admin, trip, redo), "before you began the exercises")

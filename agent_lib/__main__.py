@@ -12,7 +12,7 @@ from . import server as _server
 from ._modes import RETRY_POLICY_ENV
 from ._process import ProcessError, kit_process_alive, pid_alive, pid_path, recorded_processes
 from .clients import Admin, ui_url
-from .workers import WORKERS_ENV, add_serve_arguments, serve, worker_count
+from .workers import WORKERS_ENV, add_serve_arguments, serve_forever, serve_worker, worker_count
 
 # Imported where they are used, not here: `up`, `down` and `status` need neither pandas (progress) nor the doctor's
 # checks, and must answer in about a second when everything runs (issue 23).
@@ -201,7 +201,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "progress":
             return progress(args.learner, args.clear)
         if args.command == "serve":
-            serve(args)
+            if args.worker_channel is not None:
+                serve_worker(args.targets, args.port, args.worker_channel)
+            else:
+                serve_forever(args.targets, args.port, args.parent_pid, args.workers)
             return 0
         return status()
     except (ProcessError, ConnectionError) as err:

@@ -40,7 +40,6 @@ __all__ = [
     "add_serve_arguments",
     "children",
     "read_counts",
-    "serve",
     "serve_command",
     "serve_forever",
     "serve_worker",
@@ -397,11 +396,3 @@ def serve_command(
     if worker_channel is not None:
         cmd += ["--worker-channel", str(worker_channel)]
     return [*cmd, "--", *targets]
-
-
-def serve(args: argparse.Namespace) -> None:
-    """Serve as parsed from `serve_command`'s arguments: a worker, a supervisor of workers, or one process."""
-    if args.worker_channel is not None:
-        serve_worker(args.targets, args.port, args.worker_channel)
-    else:
-        serve_forever(args.targets, args.port, args.parent_pid, args.workers)

@@ -247,4 +247,4 @@ def test_checks_never_raise_on_nonsense(since: Began, ingress: Ingress, admin: A
         check.lesson_10.exercise_2.sync(ingress, admin, "not-an-id"),
         check.lesson_10.exercise_3.sync(ingress, admin, "NoSuchWriter"),
     ):
-        assert not result.ok and result.message
+        failed(result)

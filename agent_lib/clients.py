@@ -221,6 +221,9 @@ class _Http:
         self._http = _http.client(base_url=self.url, timeout=timeout)
         self._ahttp: httpx.AsyncClient | None = None
         self._ahttp_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+        self._ausers: weakref.WeakKeyDictionary[httpx.AsyncClient, int] = weakref.WeakKeyDictionary()
+        """Requests in flight on each async pool: a pool retired after an error answer is closed by the last of them
+        (closing it at once broke the others: lesson 06's second waiting caller got a ReadError, not its 409)."""
 
     def _async_http(self) -> httpx.AsyncClient:
         """Return this client's async connection pool, made on first use in the running event loop.
@@ -254,10 +257,16 @@ class _Http:
         while True:
             try:
                 http = self._async_http()
-                response = await http.request(method, path, **kwargs)
+                self._ausers[http] = self._ausers.get(http, 0) + 1
+                try:
+                    response = await http.request(method, path, **kwargs)
+                finally:
+                    self._ausers[http] -= 1
                 self._answered = True
                 if response.is_error and self.fresh_after_error and self._ahttp is http:
                     self._ahttp = None
+                if self._ahttp is not http and not self._ausers.get(http):
+                    self._ausers.pop(http, None)
                     await http.aclose()
                 return _decode(response)
             except (RestateError, httpx.TransportError) as err:

@@ -10,14 +10,16 @@ for its logs), serves the finished agents on another port (both die with this sc
 with RESTATE_INGRESS_URL, RESTATE_ADMIN_URL, AGENTS_PORT and RESTATE_KIT_DATA pointing at them, plus
 every `--env`. With `--gemini-stub` it also runs a local Gemini stub (agent_lib.gemini_stub) and sets
 GOOGLE_GEMINI_BASE_URL and a fake GOOGLE_API_KEY, so the agents and lessons take the real Gemini path.
-With pytest-xdist (`-- -n 3 ...`), each worker starts a server and agents of its own instead (tests/worker_lab.py),
-with the mode's env, in `.restate-modes/<name>/<worker>/`; the mode then starts none.
+The lab is started inside pytest, by tests/worker_lab.py: with pytest-xdist (`-- -n 3 ...`) each worker starts a
+server and agents of its own, with the mode's env, in `.restate-modes/<name>/<worker>/`; without, the one pytest
+process starts the mode's, on the ports given here.
 Whatever happens (a failure, Ctrl-C, SIGTERM), it stops what it started. Its exit code is pytest's.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -34,7 +36,8 @@ sys.path.insert(0, str(REPO))
 
 from agent_lib._modes import always_replay_requested  # noqa: E402
 from agent_lib.agents import gemini_stub  # noqa: E402
-from agent_lib.lab import INHERITED_PATHS, Lab, LabConfig  # noqa: E402
+from agent_lib.lab import INHERITED_PATHS  # noqa: E402
+from tests.worker_lab import MODE_LAB_ENV  # noqa: E402
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
@@ -79,21 +82,6 @@ def _sweep(env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "-m", "agent_lib", "down"], cwd=REPO, env=env, stdout=subprocess.DEVNULL)
 
 
-def _parallel(pytest_args: Sequence[str]) -> bool:
-    """Return True if pytest will run under xdist workers (`-n N`, `-nN`, `--numprocesses N`, N not 0)."""
-    for i, arg in enumerate(pytest_args):
-        value = None
-        if arg in ("-n", "--numprocesses") and i + 1 < len(pytest_args):
-            value = pytest_args[i + 1]
-        elif arg.startswith("--numprocesses="):
-            value = arg.partition("=")[2]
-        elif arg.startswith("-n") and len(arg) > 2 and not arg.startswith("--"):
-            value = arg[2:]
-        if value is not None:
-            return value not in ("0", "")
-    return False
-
-
 def run(argv: Sequence[str]) -> int:
     """Start the mode's server and agents, run pytest in the mode, stop them; return pytest's exit code."""
     args = _parse(argv)
@@ -105,10 +93,9 @@ def run(argv: Sequence[str]) -> int:
     if stub is not None:
         os.environ.pop("GEMINI_API_KEY", None)
         extra = {**stub.env(), **extra}
-    parallel = _parallel(args.pytest_args)
-    ports = {f"{p}_port": getattr(args, f"{p}_port") for p in ("ingress", "admin", "node", "agents")}
-    lab = None if parallel else Lab(LabConfig(data=data, env=extra, wipe=False, **ports))
+    ports = {p: getattr(args, f"{p}_port") for p in ("ingress", "admin", "node", "agents")}
     env = {k: v for k, v in os.environ.items() if k not in INHERITED_PATHS} | extra | {"RESTATE_KIT_DATA": str(data)}
+    env[MODE_LAB_ENV] = json.dumps(ports)
     os.environ.clear()
     os.environ.update(env)
     _stop_on_signals()
@@ -121,18 +108,17 @@ def run(argv: Sequence[str]) -> int:
     started = time.monotonic()
     code = 1
     pytest: subprocess.Popen[bytes] | None = None
+    given = ", ".join(f"{p} {n}" for p, n in ports.items() if n) or "free ports"
+    print(
+        f"{tag} pytest starts the mode's server and finished agents ({given}); under pytest-xdist, "
+        "each worker runs a server and the finished agents of its own",
+        flush=True,
+    )
     try:
-        if lab is None:
-            print(f"{tag} pytest-xdist: each worker runs a server and the finished agents of its own", flush=True)
-        else:
-            lab.start()
-            env = lab.environ()
-            assert lab.agents is not None
-            print(f"{tag} server ingress {lab.ingress_url}, admin {lab.admin_url}", flush=True)
-            print(f"{tag} the finished agents run at {lab.agents.url} (log: {lab.agents.log_path})", flush=True)
         if always_replay_requested():
             print(f"{tag} the server replays every invocation from its journal at every await", flush=True)
-        pytest = subprocess.Popen([sys.executable, "-m", "pytest", *args.pytest_args], cwd=REPO, env=env)
+        command = [sys.executable, "-m", "pytest", "-p", "tests.worker_lab", *args.pytest_args]  # its lab, wherever
+        pytest = subprocess.Popen(command, cwd=REPO, env=env)
         code = pytest.wait()
     except KeyboardInterrupt as stop:
         print(f"{tag} interrupted ({stop or 'Ctrl-C'}): stopping what it started", file=sys.stderr)
@@ -145,8 +131,6 @@ def run(argv: Sequence[str]) -> int:
             except subprocess.TimeoutExpired:
                 pytest.kill()
                 pytest.wait()
-        if lab is not None:
-            lab.stop()
         if stub is not None:
             stub.stop()
         _sweep(env)

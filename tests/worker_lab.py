@@ -17,12 +17,17 @@ server unless they run one after the other in the same worker.
 Everything else a mode sets (RESTATE_ALWAYS_REPLAY, a Gemini stub's URL and fake key) is inherited, so
 `scripts/lesson_mode.py ... -- -n 3` runs a mode in parallel too. When the worker ends, its lab stops.
 
+A mode's plain run (scripts/lesson_mode.py without `-n`, which sets KIT_MODE_LAB) gets its lab here too: the one
+pytest process starts it in RESTATE_KIT_DATA itself, on the ports KIT_MODE_LAB names. xdist's controller, which
+runs no test, starts none: pytest's own options say whether this process is one (nothing re-parses `-n`).
+
 It also orders the collection so the long items start first (every worker begins with a notebook), which
 shortens the tail of a parallel run; the order inside each group is kept.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -35,6 +40,9 @@ REPO = Path(__file__).resolve().parent.parent
 FIRST = ("notebooks/08_", "notebooks/solutions/08_", "notebooks/05_", "notebooks/02_", "notebooks/solutions/02_")
 """The longest items (lesson 08's cluster, 05's fan-out, 02's crashes): they start before everything else."""
 
+MODE_LAB_ENV = "KIT_MODE_LAB"
+"""Set by scripts/lesson_mode.py to the mode's ports (JSON: ingress, admin, node, agents; 0 for a free one)."""
+
 _LAB = pytest.StashKey[Lab]()
 
 
@@ -44,12 +52,23 @@ def _worker(config: pytest.Config) -> str | None:
     return str(workerinput["workerid"]) if workerinput else None
 
 
-def pytest_configure(config: pytest.Config) -> None:
+def _lab_config(config: pytest.Config) -> LabConfig | None:
+    """Return the lab this pytest process needs: a worker's, a mode's plain run's, or none."""
+    mode_ports = os.environ.pop(MODE_LAB_ENV, None)  # consumed: a pytest that a test starts does not inherit it
     worker = _worker(config)
-    if worker is None:
-        return
-    base = Path(os.environ.get("RESTATE_KIT_DATA") or REPO / ".restate-xdist")
-    config.stash[_LAB] = Lab(LabConfig(data=base / worker)).start()  # on a failure it stops what it started
+    if worker is not None:
+        return LabConfig(data=Path(os.environ.get("RESTATE_KIT_DATA") or REPO / ".restate-xdist") / worker)
+    controller = bool(getattr(config.option, "numprocesses", None))  # xdist's: it starts workers, runs no test
+    if mode_ports is None or controller:
+        return None
+    ports = {f"{name}_port": int(port) for name, port in json.loads(mode_ports).items()}
+    return LabConfig(data=Path(os.environ["RESTATE_KIT_DATA"]), wipe=False, **ports)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    lab = _lab_config(config)
+    if lab is not None:
+        config.stash[_LAB] = Lab(lab).start()  # on a failure it stops what it started
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

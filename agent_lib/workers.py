@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ._paths import data_dir
-from ._process import pid_alive, port_open, watch_over
+from ._process import pid_alive, watch_over
 from .hosting import asgi_app, bind_host, hypercorn_config, load_services, public_host, tune_gc, warm_adk
 
 __all__ = [
@@ -140,25 +140,14 @@ def serve_forever(targets: Sequence[str], port: int, parent_pid: int | None = No
     shutil.rmtree(_stats_dir(port), ignore_errors=True)
     counter = _Counter(port)
     app = counter.wrap(asgi_app(load_services(targets)))
+    warm_adk()  # before listening: a restarted agent's first turn then imports nothing (docs/PERFORMANCE.md)
+    tune_gc()
     stop = asyncio.Event()
-
-    async def settle() -> None:
-        """Once listening (a restart is back), import what ADK imports lazily and tune the collector (0.5 s of CPU).
-
-        The imports run in a thread, so the registration's discovery request and the first turns are served
-        meanwhile (a first turn that needs one of those modules waits for it, as it would have anyway).
-        """
-        while not port_open(port):
-            await asyncio.sleep(0.005)
-        await asyncio.to_thread(warm_adk)
-        tune_gc()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         _install_shutdown(loop, stop)
-        settling = loop.create_task(settle())
         await serve(app, hypercorn_config(port), shutdown_trigger=stop.wait)  # type: ignore[arg-type]
-        settling.cancel()
 
     asyncio.run(main())
 

@@ -411,3 +411,22 @@ def test_admin_names_a_service_and_its_deployment(admin: Admin, test_services: A
     with pytest.raises(RestateError) as err:
         admin.service("NoSuchService")
     assert err.value.status == 404
+
+
+def test_an_error_answer_leaves_the_calls_in_flight_on_its_pool_alone(
+    admin: Admin, ingress: Ingress, test_services: AgentProcess, key: str
+) -> None:
+    """An error answer retires the async pool; a call still waiting on it gets its answer, not a ReadError."""
+    client = Ingress(ingress.url)
+
+    async def scenario() -> Any:
+        waiting = asyncio.create_task(client.acall("TestWaiter", "wait", "parcel", key=key))
+        found = await asyncio.to_thread(
+            wait_for, "the awakeable", lambda: admin.state("TestWaiter", key).get("awakeable")
+        )
+        with pytest.raises(RestateError):
+            await client.acall("NoSuchService", "nothing")
+        await asyncio.to_thread(ingress.resolve_awakeable, found.strip('"'), "approved")
+        return await waiting
+
+    assert asyncio.run(scenario()) == "parcel: approved"

@@ -22,7 +22,7 @@ XDIST := -n $(TEST_WORKERS) --dist loadfile
 TEST_MARKERS ?= not full
 MARKERS := $(if $(TEST_MARKERS),-m "$(TEST_MARKERS)")
 
-.PHONY: help setup setup-dev sync bundle lock server up lab test test-all test-fast test-gemini test-replay test-replay-lessons notebooks html doctor stop down clean reset reset-progress strip check-notebooks lint format bench reliability
+.PHONY: help setup setup-dev sync bundle lock server up lab test test-all test-fast test-modes test-gemini test-replay test-replay-lessons notebooks html doctor stop down clean reset reset-progress strip check-notebooks lint format bench reliability
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -73,9 +73,9 @@ lab: up ## set up, start everything and open JupyterLab on notebooks/
 	  --IdentityProvider.token=$$token --ServerApp.root_dir=notebooks --LabApp.news_url=None \
 	  $$([ "$$(id -u)" = 0 ] && echo --ServerApp.allow_root=True)
 
-test: $(DEV_STAMP) setup $(if $(filter 0,$(TEST_WORKERS)),up) ## what every change must pass: the unit tests, the proof suite's core, every lesson and solution, then the lessons on Gemini's path
+test: $(DEV_STAMP) setup $(if $(filter 0,$(TEST_WORKERS)),up) ## what every change must pass: the unit tests, the proof suite's core, every lesson and solution, then the lessons on Gemini's path with replays
 	$(PY) -m pytest $(XDIST) $(MARKERS) --nbmake --nbmake-timeout=$(NB_TIMEOUT) --durations=30 $(PYTEST_FLAGS) tests notebooks
-	@$(MAKE) --no-print-directory test-gemini
+	@$(MAKE) --no-print-directory test-modes
 
 test-all: ## (weekly, before a release) make test with nothing left out, then the always-replay mode over lessons and agents
 	@$(MAKE) --no-print-directory test TEST_MARKERS=
@@ -87,6 +87,10 @@ LESSONS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 AGENT_TESTS = $(shell grep -l "pytest.mark.agent\b" tests/test_*.py)
 LESSON_MODE := $(PY) scripts/lesson_mode.py
 
+test-modes: $(DEV_STAMP) setup ## the lessons again in one pass on Gemini's path AND a server that replays at every await (own ports; scripts/prove_modes.py shows it catches what both modes catch apart)
+	$(LESSON_MODE) --name modes --gemini-stub --env RESTATE_ALWAYS_REPLAY=1 -- \
+	  $(XDIST) --nbmake --nbmake-timeout=$(NB_TIMEOUT) --durations=15 $(PYTEST_FLAGS) $(LESSONS)
+
 test-gemini: $(DEV_STAMP) setup ## the lessons again on the real Gemini code path, against a local Gemini stub (own ports)
 	$(LESSON_MODE) --name gemini --gemini-stub -- \
 	  $(XDIST) --nbmake --nbmake-timeout=$(NB_TIMEOUT) --durations=10 $(PYTEST_FLAGS) $(LESSONS)
@@ -95,7 +99,7 @@ test-replay: $(DEV_STAMP) setup ## the lessons and the finished agents' tests on
 	$(LESSON_MODE) --name replay --env RESTATE_ALWAYS_REPLAY=1 -- \
 	  $(XDIST) --nbmake --nbmake-timeout=$(NB_TIMEOUT) --durations=15 $(PYTEST_FLAGS) $(AGENT_TESTS) $(LESSONS)
 
-test-replay-lessons: $(DEV_STAMP) setup ## the lessons only, on a server that replays at every await (what .ci/run and CI run after make test)
+test-replay-lessons: $(DEV_STAMP) setup ## the lessons only, on a server that replays at every await
 	$(LESSON_MODE) --name replay --env RESTATE_ALWAYS_REPLAY=1 -- \
 	  $(XDIST) --nbmake --nbmake-timeout=$(NB_TIMEOUT) --durations=15 $(PYTEST_FLAGS) $(LESSONS)
 

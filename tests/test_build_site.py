@@ -46,6 +46,10 @@ def test_the_readme_gives_every_lesson_its_time() -> None:
         assert advertised and minutes == f"{advertised.group(1)} min", f"README and {stem} disagree on its time"
 
 
+SITE = pytest.mark.full
+"""The builder's runs execute notebooks in kernels of their own: `make test-all` (weekly), like `make html` itself."""
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Lesson]]:
     """Two tiny lessons, executed for real in a kernel and exported: one runs to the end, one fails."""
@@ -64,6 +68,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Lesson]]:
     return out, build_site.build([tiny, broken], out, readme, "a test model")
 
 
+@SITE
 def test_one_page_per_lesson_and_an_index(site: tuple[Path, list[Lesson]]) -> None:
     out, lessons = site
     assert sorted(p.name for p in out.iterdir()) == ["00_tiny.html", "01_broken.html", "index.html"]
@@ -74,12 +79,14 @@ def test_one_page_per_lesson_and_an_index(site: tuple[Path, list[Lesson]]) -> No
     assert [lesson.error is None for lesson in lessons] == [True, False]
 
 
+@SITE
 def test_a_page_has_the_outputs_of_the_run(site: tuple[Path, list[Lesson]]) -> None:
     page = (site[0] / "00_tiny.html").read_text()
     assert "hello from the kernel 42" in page
     assert '<a href="index.html">the learning path</a>' in page and 'href="01_broken.html"' in page
 
 
+@SITE
 def test_a_diagram_keeps_its_source(site: tuple[Path, list[Lesson]]) -> None:
     page = (site[0] / "00_tiny.html").read_text()
     escaped = 'a["one&lt;br/&gt;two"] --&gt; b'
@@ -90,6 +97,7 @@ def test_a_diagram_keeps_its_source(site: tuple[Path, list[Lesson]]) -> None:
     assert "cdnjs.cloudflare.com" in page and build_site.DIAGRAMS_NOTE in page
 
 
+@SITE
 def test_widgets_in_their_last_state(site: tuple[Path, list[Lesson]]) -> None:
     page = (site[0] / "00_tiny.html").read_text()
     assert "<button disabled>Go</button>" in page
@@ -98,6 +106,7 @@ def test_widgets_in_their_last_state(site: tuple[Path, list[Lesson]]) -> None:
     assert "application/vnd.jupyter.widget-state+json" in page, "the state is embedded for the widget renderer"
 
 
+@SITE
 def test_a_lesson_that_fails_is_shown_with_its_error(site: tuple[Path, list[Lesson]]) -> None:
     out, lessons = site
     assert lessons[1].error is not None and "boom 123" in lessons[1].error
@@ -143,6 +152,7 @@ def page_file(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.mark.browser
+@pytest.mark.full
 @pytest.mark.parametrize("online", [True, False], ids=["mermaid-loads", "offline"])
 def test_a_diagram_is_drawn_when_mermaid_loads_and_shown_as_source_when_not(
     browser: Browser, page_file: Path, online: bool

@@ -74,6 +74,7 @@ def _nbmake(paths: list[Path], budget_seconds: float, data: Path) -> subprocess.
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
 
 
+@pytest.mark.full  # a test of the test machinery: two lesson runs in kernels of their own (make test-all)
 def test_a_lesson_cell_over_the_budget_fails_the_lesson_and_a_fast_one_passes(tmp_path: Path) -> None:
     # One slow lesson, run twice: under a budget its cell exceeds at any load, and under one it fits.
     # A notebook that is not a lesson (no NN_ prefix) has no budget.

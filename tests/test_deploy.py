@@ -147,7 +147,10 @@ def test_the_compose_check_can_fail(tmp_path: Path) -> None:
     assert "'healthy' is not one of ['service_started', 'service_healthy'" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize(
+    "version",
+    [pytest.param(v, marks=[pytest.mark.full] if v != KUBERNETES_VERSIONS[-1] else []) for v in KUBERNETES_VERSIONS],
+)
 def test_the_manifests_are_valid_for_kubernetes(version: str) -> None:
     assert [p.name for p in MANIFESTS] == [
         "00-namespace.yaml",

@@ -65,15 +65,20 @@ def _make_commands(runs: list[str]) -> list[str]:
     return [" ".join(r.split()) for r in runs if r.split()[:1] == ["make"] and r.split()[1:2] != ["stop"]]
 
 
-def test_it_runs_make_test_then_the_replay_mode(workflow: dict[Any, Any]) -> None:
-    assert _make_commands(_runs(workflow, "test")) == ["make setup", "make test", "make test-replay-lessons"]
+def test_it_runs_make_test_whose_second_pass_is_the_combined_mode(workflow: dict[Any, Any]) -> None:
+    assert _make_commands(_runs(workflow, "test")) == ["make setup", "make test"]
+    makefile = (REPO / "Makefile").read_text()
+    recipe = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
+    assert "test-modes" in recipe, "make test ends with the combined mode"
+    modes = makefile.split("\ntest-modes:", 1)[1].split("\n\n", 1)[0]
+    assert "--gemini-stub" in modes and "RESTATE_ALWAYS_REPLAY=1" in modes, "one pass: Gemini's path and replays"
 
 
 def test_ci_run_and_the_workflow_run_the_same_make_commands(workflow: dict[Any, Any]) -> None:
     """What a forge runs on a push is what .ci/run runs: the same targets, with the same flags."""
     script = (REPO / ".ci" / "run").read_text()
     steps = [line.split("step ", 1)[1] for line in script.splitlines() if line.startswith("step make ")]
-    assert steps == ["make test", "make test-replay-lessons"]
+    assert steps == ["make test"]
     assert _make_commands(_runs(workflow, "test"))[1:] == steps
 
 

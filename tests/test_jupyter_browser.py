@@ -12,7 +12,8 @@ from playwright.sync_api import Browser
 
 from tests.jupyter_browser import LabPage, LabServer, jupyter_lab
 
-pytestmark = pytest.mark.browser
+# Tests of the browser harness itself (make test-all); tests/test_browser_approval.py drives it in `make test`.
+pytestmark = [pytest.mark.browser, pytest.mark.full]
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 

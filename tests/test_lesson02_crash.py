@@ -74,6 +74,7 @@ def test_the_same_invocation_resumes_without_calling_the_model_again(
     assert ledger.count("email", invocation_id=sent.invocation_id) == 1
 
 
+@pytest.mark.full  # lesson 02 shows and asserts it in every run of the lesson; here for the weekly tier
 def test_a_plain_adk_run_starts_over(ledger: Ledger) -> None:
     gate = Gate("orders.send_email.before_effect").arm()
     run = PlainRun(ORDER).start()
@@ -108,6 +109,7 @@ def test_an_idempotency_key_keeps_the_effect_to_once(
     assert ledger.record("payment", payment.detail, idempotency_key=payment.idempotency_key) is False
 
 
+@pytest.mark.full  # more kill points of the same kind (make test-all); make test keeps the first two
 @pytest.mark.parametrize(
     "gate_name", ["orders.model.after", "orders.book_payment.after_step", "orders.store_session.before"]
 )

@@ -484,7 +484,9 @@ def pattern_baselines(pattern_lab: PatternLab) -> dict[str, PatternRun]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("run", RUNS, ids=[f"run{r}" for r in RUNS])
+@pytest.mark.parametrize(
+    "run", [pytest.param(r, marks=[pytest.mark.full] if r > 1 else []) for r in RUNS], ids=[f"run{r}" for r in RUNS]
+)
 @pytest.mark.parametrize("point", PATTERN_POINTS, ids=[f"patterns-{p.id}" for p in PATTERN_POINTS])
 def test_crash_inside_a_pattern(
     point: PatternPoint,

@@ -9,6 +9,12 @@ DEV_STAMP := $(VENV)/.installed-dev
 INSTALLER ?= auto
 export VENV INSTALLER
 NPM_STAMP := node_modules/.installed
+# The trace viewer (Arize Phoenix, requirements/tracing.txt) lives in a venv of its own: its packages stay out of the
+# lessons' lock. `make tracing` installs and starts it; `make lab TRACING=1` too.
+TRACING_VENV ?= .venv-tracing
+TRACING_STAMP := $(TRACING_VENV)/.installed-tracing
+VIEWER_PORT ?= 6006
+export TRACING_VENV
 LAB_PORT ?= 8888
 NB_TIMEOUT ?= 900
 PYTEST_FLAGS ?=
@@ -22,7 +28,7 @@ XDIST := -n $(TEST_WORKERS) --dist loadfile
 TEST_MARKERS ?= not full
 MARKERS := $(if $(TEST_MARKERS),-m "$(TEST_MARKERS)")
 
-.PHONY: help setup setup-dev sync bundle lock server up lab test test-all test-fast test-modes test-gemini test-replay test-replay-lessons notebooks html doctor stop down clean reset reset-progress strip check-notebooks lint format bench reliability
+.PHONY: help setup setup-dev setup-tracing tracing sync bundle lock server up lab test test-all test-fast test-modes test-gemini test-replay test-replay-lessons notebooks html doctor stop down clean reset reset-progress strip check-notebooks lint format bench reliability
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -36,6 +42,14 @@ $(PY_STAMP): requirements/lab.txt scripts/python-deps scripts/find-python
 
 $(DEV_STAMP): requirements/dev.txt requirements/lab.txt scripts/python-deps scripts/find-python
 	@scripts/python-deps install dev
+
+setup-tracing: $(TRACING_STAMP) ## install the trace viewer, Arize Phoenix (requirements/tracing.txt), into .venv-tracing/
+
+$(TRACING_STAMP): requirements/tracing.txt scripts/python-deps scripts/find-python
+	@VENV=$(TRACING_VENV) scripts/python-deps install tracing
+
+tracing: setup setup-tracing ## install the trace viewer and start it: Phoenix on port 6006 (VIEWER_PORT); make stop stops it
+	$(PY) -m agent_lib viewer --port $(VIEWER_PORT)
 
 sync: ## put .venv back to exactly its lock (after a pip install or upgrade by hand, say)
 	@scripts/python-deps install lab
@@ -63,7 +77,7 @@ server: setup ## start the Restate server (ingress 8080, admin and UI 9070, data
 up: setup ## start the server and register the finished agents
 	$(PY) -m agent_lib up
 
-lab: up ## set up, start everything and open JupyterLab on notebooks/
+lab: up $(if $(TRACING),tracing) ## set up, start everything and open JupyterLab on notebooks/ (TRACING=1: the trace viewer too)
 	@token=$$($(PY) -c 'import secrets; print(secrets.token_hex(16))'); \
 	$(PY) -c 'import sys; from agent_lib.clients import forwarded_url, ui_url; \
 	  print(f"\n  JupyterLab:  {forwarded_url(sys.argv[1])}\n  Restate UI:  {ui_url()}")' \
@@ -77,8 +91,9 @@ test: $(DEV_STAMP) setup $(if $(filter 0,$(TEST_WORKERS)),up) ## what every chan
 	$(PY) -m pytest $(XDIST) $(MARKERS) --nbmake --nbmake-timeout=$(NB_TIMEOUT) --durations=30 $(PYTEST_FLAGS) tests notebooks
 	@$(MAKE) --no-print-directory test-modes
 
-test-all: ## (weekly, before a release) make test with nothing left out, then the always-replay mode over lessons and agents
-	@$(MAKE) --no-print-directory test TEST_MARKERS=
+test-all: ## (weekly, before a release) make test with nothing left out (the trace viewer's test too), then the always-replay mode
+	@$(MAKE) --no-print-directory setup-tracing
+	@KIT_TEST_ALL=1 $(MAKE) --no-print-directory test TEST_MARKERS=
 	@$(MAKE) --no-print-directory test-replay
 
 LESSONS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))

@@ -1,4 +1,4 @@
-"""`python -m agent_lib doctor | up | down | status | progress`: check, start and stop the course's pieces."""
+"""`python -m agent_lib doctor | up | down | status | progress | viewer`: check, start and stop the course's pieces."""
 
 from __future__ import annotations
 
@@ -132,6 +132,27 @@ def gemini_stub(port: int) -> int:
     return 0
 
 
+def viewer(port: int) -> int:
+    """Start the trace viewer (Phoenix, from .venv-tracing/) unless the kit's runs there, and say where it is."""
+    import time
+
+    from .viewer import KIND, PhoenixViewer
+
+    phoenix = PhoenixViewer(port, die_with_parent=False)
+    running = kit_process_alive(pid_path(KIND, port))
+    if running:
+        print(f"Phoenix already runs (pid {running})")
+    else:
+        started = time.monotonic()
+        phoenix.start()
+        took = time.monotonic() - started
+        print(f"Started Phoenix (pid {phoenix.pid}, ready in {took:.1f} s); log: {phoenix.log_path}")
+    print(f"Phoenix, the trace viewer: {phoenix.ui_url}")
+    print(f"Its OTLP endpoint: {phoenix.endpoint}: lesson 12's TraceCollector forwards its spans there while it runs")
+    print(f"(from elsewhere: export TRACES_VIEWER_URL={phoenix.endpoint}). `make stop` stops it.")
+    return 0
+
+
 def progress(who: str | None = None, clear: bool = False) -> int:
     """Print the exercises passed, lesson by lesson; with `clear`, delete the record instead."""
     from . import progress as _progress
@@ -182,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     prog = sub.add_parser("progress", help="the exercises you passed, lesson by lesson")
     prog.add_argument("--learner", help="whose progress (default: COURSE_LEARNER, else your login name)")
     prog.add_argument("--clear", action="store_true", help="delete the record of passed exercises")
+    view = sub.add_parser("viewer", help="start the trace viewer, Arize Phoenix (`make tracing` installs it)")
+    view.add_argument("--port", type=int, default=int(os.environ.get("VIEWER_PORT", "6006")))
     add_serve_arguments(sub.add_parser("serve", help="serve services (module:attribute) on a port until stopped"))
     args = parser.parse_args(argv)
     try:
@@ -198,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return down()
         if args.command == "gemini-stub":
             return gemini_stub(args.port)
+        if args.command == "viewer":
+            return viewer(args.port)
         if args.command == "progress":
             return progress(args.learner, args.clear)
         if args.command == "serve":

@@ -1,8 +1,8 @@
 """The kit's OS processes: start one with its pid file and log, watch it, stop it, and find those recorded.
 
-Every process the kit starts in the background (a restate-server, an agent process, a Gemini stub) records its
-pid in `<data dir>/pids/<kind>-<port>.pid` (`pid_path`), so `python -m agent_lib down` can find and stop it
-(`recorded_processes`). A `ManagedProcess` is one such process: its `Popen`, its pid file, its log, and
+Every process the kit starts in the background (a restate-server, an agent process, a Gemini stub, the trace viewer)
+records its pid in `<data dir>/pids/<kind>-<port>.pid` (`pid_path`), so `python -m agent_lib down` can find and stop
+it (`recorded_processes`). A `ManagedProcess` is one such process: its `Popen`, its pid file, its log, and
 `stop`/`kill`. With `die_with_parent=True` a watchdog (agent_lib/_watchdog.py, the kit's one die-with-parent
 mechanism) ends it when the process that started it is gone.
 """
@@ -54,6 +54,7 @@ class _Kind:
 KINDS = {
     "agent": _Kind("agent_lib", 3.0),
     "gemini-stub": _Kind("agent_lib", 3.0),
+    "trace-viewer": _Kind("phoenix", 10.0),
     "restate-server": _Kind("restate-server", 15.0),
 }
 """The kinds of process the kit records, in the order `down` stops them (agents before their server)."""

@@ -12,8 +12,9 @@ that runs in this process and keeps every span it receives, from both, so a note
         ...
         spans = traces.wait_for_turn(invocation_id)
 
-With `forward_to` (or TRACES_VIEWER_URL, e.g. Arize Phoenix's `http://127.0.0.1:6006/v1/traces`), the collector
-also passes every batch it receives on to a trace viewer.
+With `forward_to` (or TRACES_VIEWER_URL, e.g. Jaeger's `http://127.0.0.1:4318/v1/traces`), the collector also passes
+every batch it receives on to a trace viewer; with neither, to the Phoenix that `make tracing` runs, if it runs
+(agent_lib/viewer.py).
 """
 
 from __future__ import annotations
@@ -72,7 +73,12 @@ class TraceCollector:
     """A tiny OTLP/HTTP receiver on 127.0.0.1 that keeps every span the server and the agents send it."""
 
     def __init__(self, *, forward_to: str | None = None) -> None:
-        self.forward_to = forward_to if forward_to is not None else os.environ.get(TRACES_VIEWER_ENV) or None
+        if forward_to is None:
+            from .viewer import running_endpoint
+
+            forward_to = os.environ.get(TRACES_VIEWER_ENV) or running_endpoint()
+        self.forward_to = forward_to or None
+        """Where every batch is passed on: `forward_to`, else TRACES_VIEWER_URL, else the viewer `make tracing` runs."""
         self._spans: list[Span] = []
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None

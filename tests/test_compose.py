@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +144,15 @@ def test_exactly_one_node_provisions_the_cluster(compose: dict[str, Any]) -> Non
         if compose["services"][name]["environment"]["RESTATE_AUTO_PROVISION"] == "true"
     ]
     assert provisioning == ["restate-1"]
+
+
+def test_the_tracing_profile_runs_a_pinned_jaeger_with_otlp_on_loopback(compose: dict[str, Any]) -> None:
+    """Jaeger, the Docker users' trace viewer: only with `--profile tracing`, pinned, OTLP/HTTP 4318 and UI 16686."""
+    jaeger = compose["services"]["jaeger"]
+    assert jaeger["profiles"] == ["tracing"]
+    image, _, tag = jaeger["image"].rpartition(":")
+    assert image == "docker.io/jaegertracing/all-in-one" and re.fullmatch(r"\d+\.\d+\.\d+", tag), jaeger["image"]
+    assert jaeger["environment"]["COLLECTOR_OTLP_ENABLED"] == "true"
+    assert _ports(jaeger) == {4318: ("127.0.0.1", 4318), 16686: ("127.0.0.1", 16686)}
+    not_tracing = [name for name, s in compose["services"].items() if "tracing" not in s.get("profiles", [])]
+    assert "jaeger" not in not_tracing and "restate" in not_tracing, "a plain `docker compose up` starts no Jaeger"

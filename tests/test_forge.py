@@ -91,6 +91,20 @@ def test_the_weekly_job_runs_everything(workflow: dict[Any, Any]) -> None:
     assert "test TEST_MARKERS=" in recipe and "test-replay" in recipe, "test-all is make test unfiltered, then replay"
 
 
+def test_the_weekly_job_runs_the_trace_viewer_test_and_keeps_its_screenshot(workflow: dict[Any, Any]) -> None:
+    """test-all installs the tracing extra first and says the viewer's test must run; the job uploads its screenshot."""
+    from tests.test_browser_trace_viewer import SCREENSHOTS
+
+    makefile = (REPO / "Makefile").read_text()
+    recipe = makefile.split("\ntest-all:", 1)[1].split("\n\n", 1)[0]
+    assert recipe.index("setup-tracing") < recipe.index(
+        "KIT_TEST_ALL=1 $(MAKE) --no-print-directory test TEST_MARKERS="
+    )
+    upload = [s for s in _steps(workflow, "all") if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert len(upload) == 1 and upload[0]["if"] == "always()"
+    assert f"{SCREENSHOTS.relative_to(REPO)}/" in upload[0]["with"]["path"]
+
+
 def test_set_up_pins_python_node_and_caches_on_the_lockfiles(workflow: dict[Any, Any]) -> None:
     for job in workflow["jobs"]:
         python = _uses(workflow, job, "actions/setup-python")

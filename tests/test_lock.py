@@ -21,6 +21,7 @@ from agent_lib.server import RestateServer, free_port
 ROOT = Path(__file__).resolve().parent.parent
 REQ = ROOT / "requirements"
 DEV_LOCK = REQ / "dev.txt"
+TRACING_LOCK = REQ / "tracing.txt"
 MAINTAINERS_ONLY = {
     "pytest",
     "nbmake",
@@ -108,7 +109,7 @@ def test_each_lock_holds_its_direct_pins_and_only_them(name: str) -> None:
 
 
 def test_every_locked_package_has_hashes() -> None:
-    for lock in (LAB_LOCK, DEV_LOCK, REQ / "uv.txt"):
+    for lock in (LAB_LOCK, DEV_LOCK, REQ / "uv.txt", TRACING_LOCK):
         entries = _entries(lock)
         assert entries, f"{lock} lists no package"
         unhashed = [name for name, e in entries.items() if not e["hashes"]]
@@ -124,6 +125,24 @@ def test_the_dev_lock_is_the_lab_lock_plus_the_maintainers_tools() -> None:
     }
     assert not differ, f"a learner and a maintainer would get different versions ({{name: (lab, dev)}}: {differ})"
     assert MAINTAINERS_ONLY <= dev.keys() and not MAINTAINERS_ONLY & lab.keys(), "test tools belong to dev only"
+
+
+def test_the_tracing_extra_holds_its_pins_and_changes_no_lab_version() -> None:
+    """requirements/tracing.txt (the trace viewer, its own venv) is resolved with lab.txt as constraints."""
+    pins = {re.sub(r"[-_.]+", "-", k).lower(): v for k, v in pinned_packages(REQ / "tracing.in").items()}
+    lab, tracing = _entries(LAB_LOCK), _entries(TRACING_LOCK)
+    assert "arize-phoenix" in pins
+    stale = {
+        p: (v, tracing.get(p, {}).get("version")) for p, v in pins.items() if tracing.get(p, {}).get("version") != v
+    }
+    assert not stale, (
+        f"requirements/tracing.in and tracing.txt disagree ({{pin: (pinned, locked)}}: {stale}): `make lock`"
+    )
+    differ = {
+        n: (e["version"], tracing[n]["version"]) for n, e in lab.items() if tracing.get(n, e)["version"] != e["version"]
+    }
+    assert not differ, f"the tracing extra would change lessons' packages ({{name: (lab, tracing)}}: {differ})"
+    assert not set(pins) & lab.keys(), "the extra's pins are not the lessons' packages"
 
 
 def test_agent_lib_imports_nothing_from_the_maintainers_set() -> None:

@@ -90,8 +90,7 @@ def weather(_weather_process: AgentProcess, admin: Admin) -> AgentProcess:
 
 
 @pytest.fixture(scope="session")
-def test_services(restate_server: RestateServer, _kit_data: Path) -> Iterator[AgentProcess]:
-    """The small services of tests/services.py, in their own process."""
+def _test_services_process(restate_server: RestateServer, _kit_data: Path) -> Iterator[AgentProcess]:
     proc = AgentProcess(
         ["tests.services:waiter", "tests.services:failing", "tests.services:echo"],
         admin=Admin(restate_server.admin_url),
@@ -99,6 +98,17 @@ def test_services(restate_server: RestateServer, _kit_data: Path) -> Iterator[Ag
     )
     with proc:
         yield proc
+
+
+@pytest.fixture
+def test_services(_test_services_process: AgentProcess, admin: Admin) -> AgentProcess:
+    """The small services of tests/services.py, in their own process, registered as the latest deployment.
+
+    Other tests (tests/test_serving.py) register TestEcho elsewhere and stop it: a call would then go to a
+    deployment that is gone, and wait. Registering again makes this one current.
+    """
+    admin.register(_test_services_process.url)
+    return _test_services_process
 
 
 @pytest.fixture(scope="module")

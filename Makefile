@@ -77,6 +77,10 @@ server: setup ## start the Restate server (ingress 8080, admin and UI 9070, data
 up: setup ## start the server and register the finished agents
 	$(PY) -m agent_lib up
 
+.PHONY: keys
+keys: setup ## make the key pair the server signs its requests with, if missing (in .restate/identity/; ROTATE=1: a new one)
+	$(PY) -m agent_lib keys $(if $(ROTATE),--rotate)
+
 lab: up $(if $(TRACING),tracing) ## set up, start everything and open JupyterLab on notebooks/ (TRACING=1: the trace viewer too)
 	@token=$$($(PY) -c 'import secrets; print(secrets.token_hex(16))'); \
 	$(PY) -c 'import sys; from agent_lib.clients import forwarded_url, ui_url; \

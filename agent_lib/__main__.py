@@ -1,4 +1,4 @@
-"""`python -m agent_lib doctor | up | down | status | progress | viewer`: check, start and stop the course's pieces."""
+"""`python -m agent_lib doctor | up | down | status | keys | progress | viewer`: start, check and stop the kit."""
 
 from __future__ import annotations
 
@@ -7,12 +7,17 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from . import server as _server
 from ._modes import RETRY_POLICY_ENV
+from ._paths import data_dir
 from ._process import ProcessError, kit_process_alive, pid_alive, pid_path, recorded_processes
 from .clients import Admin, ui_url
 from .workers import WORKERS_ENV, add_serve_arguments, serve_forever, serve_worker, worker_count
+
+if TYPE_CHECKING:
+    from .lab import Lab
 
 # Imported where they are used, not here: `up`, `down` and `status` need neither pandas (progress) nor the doctor's
 # checks, and must answer in about a second when everything runs (issue 23).
@@ -55,10 +60,52 @@ def up(wait: float = 60.0, workers: int = 1) -> int:
         print(f"Serving the finished agents at {proc.url} ({how}); log: {proc.log_path}")
     admin = proc.admin
     print(f"Registered: {', '.join(sorted(admin.services()))}")
+    _say_signing(lab)
     _say_paused(admin)
     print(f"Restate UI: {ui_url(lab.admin_url)}")
     ingress = lab.ingress_url.replace("http://127.0.0.1:", "localhost:")
     print(f"Try the seed's call:\n  {SEED_CALL.format(ingress=ingress)}")
+    return 0
+
+
+def _say_signing(lab: Lab) -> None:
+    """Say whether the server signs its requests and the agents refuse unsigned ones (asked of them, unsigned)."""
+    import httpx
+
+    proc = lab.agents
+    assert proc is not None
+    try:
+        refused = httpx.get(f"{proc.url}/discover", timeout=5).status_code == 401
+    except httpx.HTTPError:
+        refused = False
+    if lab.public_key and refused:
+        print(f"Signed requests: the server signs with the kit's key ({lab.public_key}); the agents refuse any other")
+        print(f"  request with 401. The private key is in {data_dir() / 'identity'}/ (`make keys`).")
+    elif lab.public_key:
+        print("Signed requests: the server signs, but the agents, started before it did, accept unsigned requests:")
+        print("  `make stop && make lab` starts them again, verifying.")
+    else:
+        print(f"Signed requests: off. The kit did not start the server at {lab.admin_url} signing (Docker, or an older")
+        print("  `make lab`), so the agents accept any request; `make stop && make lab` starts one that signs.")
+
+
+def keys(rotate: bool = False) -> int:
+    """Make the kit's key pair if it is missing (or a new one); print the public key and where the private key is."""
+    from . import identity
+
+    folder = data_dir() / "identity"
+    existed = (folder / "restate-identity.pem").exists()
+    try:
+        pair = identity.key_pair(folder, rotate=rotate)
+    except ValueError as err:
+        print(f"error: {err} (`python -m agent_lib keys --rotate` replaces it)", file=sys.stderr)
+        return 1
+    made = "A new key pair" if rotate or not existed else "The kit's key pair"
+    print(f"{made}: the server signs with it, the agents accept only what it signed.")
+    print(f"  public key:  {pair.public_key}")
+    print(f"  private key: {pair.private_key_file} (readable by you only; git ignores it; never printed)")
+    if rotate and existed:
+        print("A server started with the old key signs with it until it restarts: `make stop && make lab`.")
     return 0
 
 
@@ -197,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub.add_parser("server", help="start the server (or use a running one), without agents")
     sub.add_parser("down", help="stop the server and agent processes the kit started")
+    keys_cmd = sub.add_parser("keys", help="make the key pair the server signs with (if missing); print its public key")
+    keys_cmd.add_argument("--rotate", action="store_true", help="replace the key pair with a new one")
     sub.add_parser("status", help="is the server up, and what is registered")
     stub = sub.add_parser("gemini-stub", help="serve a local Gemini API (the course's stand-in, with faults) on a port")
     stub.add_argument("--port", type=int, default=0)
@@ -219,6 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "down":
             return down()
+        if args.command == "keys":
+            return keys(args.rotate)
         if args.command == "gemini-stub":
             return gemini_stub(args.port)
         if args.command == "viewer":

@@ -7,6 +7,11 @@
 Agents are named by where they live, "module:attribute", so the process can import them by itself. It runs
 `python -m agent_lib serve` (agent_lib/workers.py, `serve_command`), from one process or, with `workers=N`, from a
 supervisor of N workers behind the same port and deployment.
+
+Registered with the lab's server, which signs its requests (agent_lib/identity.py), the process accepts only
+requests signed by the lab's key (`trusted_key`); registered with any other server (a lesson's own, which does not
+sign), it accepts every request, as that server's would otherwise be refused. `env=identity.agent_env(pair)` sets
+the key by hand (lesson 12).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from ._paths import REPO_ROOT, data_dir
 from ._process import ManagedProcess, free_port, port_is_free, port_open
 from .clients import Admin, RestateError
 from .hosting import ServingError, Targets, as_list, public_host, wait_listed
+from .identity import IDENTITY_KEYS_ENV, signing_key
 from .workers import children, read_counts, serve_command
 
 __all__ = ["AgentProcess"]
@@ -72,8 +78,22 @@ class AgentProcess(ManagedProcess):
     def _command(self) -> list[str]:
         return serve_command(self.targets, self.port, workers=self.workers)
 
+    @property
+    def trusted_key(self) -> str | None:
+        """The public key whose signed requests alone the process accepts at its next start (None: any request).
+
+        The one in `env` (RESTATE_IDENTITY_KEYS), else the lab's when its server (this process's `admin`) signs
+        (`identity.signing_key`), else none: a server the kit does not know to sign would be refused (401).
+        """
+        if IDENTITY_KEYS_ENV in self.env:
+            return self.env[IDENTITY_KEYS_ENV] or None
+        return signing_key(self.admin.url)
+
     def _environment(self) -> dict[str, str]:
         env = {**os.environ, **self.env, "RESTATE_SERVICE_HOST": self.host}
+        env.pop(IDENTITY_KEYS_ENV, None)
+        if (key := self.trusted_key) is not None:
+            env[IDENTITY_KEYS_ENV] = key
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         return env
 
@@ -103,7 +123,17 @@ class AgentProcess(ManagedProcess):
 
     def register(self) -> None:
         """Register the process's deployment (again) with the server, and wait until it lists its services."""
-        answer = self.admin.register(self.url)
+        try:
+            answer = self.admin.register(self.url)
+        except RestateError as err:
+            if "401" not in str(err) or self.trusted_key is None:
+                raise
+            raise ServingError(
+                f"the agents refused the server's request (401): {self.name} trusts only requests signed by "
+                f"{self.trusted_key[:24]}..., and the server at {self.admin.url} does not sign with that key. Start "
+                "the server with that key (identity.server_env; `make stop && make lab` for the lab's), or the "
+                f"agents without it (env={{'{IDENTITY_KEYS_ENV}': ''}}). The server said: {err}"
+            ) from None
         self.deployment_id = answer.get("id")
         wait_listed(self.admin, [s["name"] for s in answer.get("services", [])])
 

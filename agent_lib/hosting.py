@@ -19,6 +19,7 @@ from typing import Any
 
 from ._process import ProcessError
 from .clients import Admin
+from .identity import IDENTITY_KEYS_ENV
 
 __all__ = [
     "GC_ENV",
@@ -36,13 +37,6 @@ __all__ = [
     "wait_listed",
     "warm_adk",
 ]
-
-IDENTITY_KEYS_ENV = "RESTATE_IDENTITY_KEYS"
-"""Public keys (`publickeyv1_...`, comma-separated) whose signed requests an agent process accepts; unset: any request.
-
-The server signs with the matching private key (RESTATE_WORKER__INVOKER__REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE);
-deploy/k8s wires both from one Secret.
-"""
 
 Targets = str | Sequence[str]
 

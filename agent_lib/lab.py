@@ -10,6 +10,13 @@ lab) and tests/worker_lab.py (each pytest-xdist worker's).
 
 While a lab runs, this process's environment points at it (RESTATE_INGRESS_URL, RESTATE_ADMIN_URL, AGENTS_PORT,
 RESTATE_KIT_DATA, plus its `env`), so everything started from here uses it; `stop()` puts the environment back.
+
+A lab signs: the server it starts gets the kit's private key (agent_lib/identity.py, made in `<data>/identity/` the
+first time), and the finished agents accept only requests signed by it, so a direct POST to their port gets 401
+while the same call through the ingress answers. While it runs, RESTATE_LAB_SIGNS names its server and public key,
+so an `AgentProcess` registered with that server verifies too. The shared lab signs when the kit started its
+server (`connect()`); a server someone else runs (Docker, an older `make lab`) is not known to sign, and then
+nothing verifies.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import identity
 from ._paths import data_dir
 from ._process import StartStop, free_port, kit_process_alive, pid_path, port_is_free
 from .agent_process import AgentProcess
@@ -61,6 +69,9 @@ class LabConfig:
     """Set for the agent process only (e.g. AGENT_RETRY_POLICY)."""
     wipe: bool = True
     """Start from an empty data dir (kept afterwards, for its logs)."""
+    sign: bool = True
+    """The server signs its requests with the key pair in `data/identity`, and the finished agents verify them (a
+    shared lab signs if the kit starts, or started, its server)."""
     shared: bool = False
     """The course's own lab (`python -m agent_lib up`): use the server that answers (or start the default one),
     reuse agents that already run, wipe nothing; what it starts outlives this process (`make stop` ends it)."""
@@ -80,6 +91,8 @@ class Lab(StartStop):
         """The pid of the agents' process if it already ran (shared lab only), else None."""
         self.registered = False
         """True if this start registered the agents' deployment (a reused one known to the server is not)."""
+        self.public_key: str | None = None
+        """The public key the lab's server signs with (None: it does not sign, or the kit cannot tell)."""
         self._old_env: dict[str, str | None] = {}
         c = self.config
         self.agents_port = c.agents_port or (int(os.environ.get(AGENTS_PORT_ENV, "9080")) if c.shared else free_port())
@@ -101,13 +114,15 @@ class Lab(StartStop):
         return self.server
 
     def env(self) -> dict[str, str]:
-        """Return the four variables that point a process at this lab, and the lab's own `env`."""
+        """Return the four variables that point a process at this lab (and RESTATE_LAB_SIGNS), and its own `env`."""
+        signs = {identity.SIGNING_ENV: f"{self.admin_url} {self.public_key}"} if self.public_key else {}
         return {
             **self.config.env,
             "RESTATE_INGRESS_URL": self.ingress_url,
             "RESTATE_ADMIN_URL": self.admin_url,
             AGENTS_PORT_ENV: str(self.agents_port),
             "RESTATE_KIT_DATA": str(self.data),
+            **signs,
         }
 
     def environ(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -128,19 +143,31 @@ class Lab(StartStop):
         c = self.config
         own_paths = {} if c.shared else dict.fromkeys(INHERITED_PATHS)  # the shared lab is the caller's own
         self._export({**c.env, "RESTATE_KIT_DATA": str(self.data), **own_paths})
+        pair = None
         if c.shared:
             self.server = connect(timeout)
             self.started_server = isinstance(self.server, RestateServer)
+            self.public_key = identity.signing_key(self.server.admin_url) if c.sign else None
         else:
             if c.wipe:
                 shutil.rmtree(self.data, ignore_errors=True)
             self.data.mkdir(parents=True, exist_ok=True)
             ingress, admin, node = (p or free_port() for p in self._ports)
-            self.server = RestateServer(self.data / "server", ingress_port=ingress, admin_port=admin, node_port=node)
+            pair = identity.key_pair(self.data / "identity") if c.sign else None
+            self.server = RestateServer(
+                self.data / "server",
+                ingress_port=ingress,
+                admin_port=admin,
+                node_port=node,
+                env=identity.server_env(pair) if pair else None,
+            )
             self.started_server = True
+            self.public_key = pair.public_key if pair else None
         self._export({k: v for k, v in self.env().items() if k not in c.env})
         if isinstance(self.server, RestateServer) and not self.server.running:
             self.server.start(timeout)
+            if pair is not None:
+                identity.lab_signs(self.server.admin_url, self.server.pid or 0, pair.public_key)
         if c.agents:
             self._start_agents(timeout)
 
@@ -153,7 +180,7 @@ class Lab(StartStop):
             name="finished-agents",
             die_with_parent=not c.shared,
             workers=c.workers,
-            env=dict(c.agents_env),
+            env={identity.IDENTITY_KEYS_ENV: self.public_key or "", **c.agents_env},
         )
         running = kit_process_alive(pid_path("agent", self.agents_port)) if c.shared else None
         if running:

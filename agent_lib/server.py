@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from . import _http
+from . import _http, identity
 from ._modes import ALWAYS_REPLAY_ENV, always_replay_requested
 from ._paths import REPO_ROOT, data_dir
 from ._process import ManagedProcess, ProcessError, StartStop, free_port, port_is_free  # the ports: importable here too
@@ -275,7 +275,9 @@ def connect(timeout: float = 60.0) -> RestateServer | ExternalServer:
     """Return the course's server: the one at RESTATE_INGRESS_URL/RESTATE_ADMIN_URL, else start one.
 
     If the variables are unset and nothing answers on 8080/9070, a native server is started
-    with its data in `.restate/`; it keeps running after this process ends (`make stop` stops it).
+    with its data in `.restate/`; it keeps running after this process ends (`make stop` stops it). It signs its
+    requests to deployments with the kit's key pair (agent_lib/identity.py, made the first time in
+    `.restate/identity/`), and the kit writes that down, so the agent processes registered with it verify them.
     """
     ingress = os.environ.get("RESTATE_INGRESS_URL")
     admin = os.environ.get("RESTATE_ADMIN_URL")
@@ -286,4 +288,7 @@ def connect(timeout: float = 60.0) -> RestateServer | ExternalServer:
     default = ExternalServer(f"http://127.0.0.1:{DEFAULT_INGRESS_PORT}", f"http://127.0.0.1:{DEFAULT_ADMIN_PORT}")
     if default.healthy():
         return default
-    return RestateServer(die_with_parent=False).start(timeout)
+    pair = identity.key_pair()
+    server = RestateServer(die_with_parent=False, env=identity.server_env(pair)).start(timeout)
+    identity.lab_signs(server.admin_url, server.pid or 0, pair.public_key)
+    return server

@@ -7,48 +7,22 @@ The private key is an Ed25519 key in PEM (what `openssl genpkey -algorithm ed255
 RESTATE_WORKER__INVOKER__REQUEST_IDENTITY_PRIVATE_KEY_PEM_FILE. The public key is what the agents get in
 RESTATE_IDENTITY_KEYS: "publickeyv1_" and the base58 of the 32 raw bytes, the `kid` the server logs at start
 ("Loaded request identity key"). Keep the private key out of the repo and out of every log.
+
+It runs from a checkout (the image does not hold it) and uses the kit's own key code, agent_lib/identity.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's agent_lib, from any directory
 
-_BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+from agent_lib.identity import new_private_key, public_key  # noqa: E402
 
-
-def _base58(raw: bytes) -> str:
-    number, text = int.from_bytes(raw, "big"), ""
-    while number:
-        number, digit = divmod(number, 58)
-        text = _BASE58[digit] + text
-    return "1" * (len(raw) - len(raw.lstrip(b"\0"))) + text
-
-
-def public_key(pem: bytes) -> str:
-    """Return the `publickeyv1_...` of an Ed25519 private key in PEM."""
-    key = serialization.load_pem_private_key(pem, password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError("not an Ed25519 private key: make one with `python deploy/identity_key.py FILE`")
-    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return "publickeyv1_" + _base58(raw)
-
-
-def new_private_key(path: Path) -> str:
-    """Write a new Ed25519 private key to `path` (readable by its owner only); return its public key."""
-    pem = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-    return public_key(pem)
+__all__ = ["main", "new_private_key", "public_key"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,7 +32,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--public", action="store_true", help="print the public key of an existing private key")
     args = parser.parse_args(argv)
     if args.public:
-        print(public_key(args.path.read_bytes()))
+        if not args.path.is_file():
+            print(f"{args.path}: no such file: make a key with `python deploy/identity_key.py FILE`", file=sys.stderr)
+            return 1
+        try:
+            print(public_key(args.path))
+        except ValueError:
+            print(
+                f"{args.path} is not an Ed25519 private key: make one with `python deploy/identity_key.py FILE`",
+                file=sys.stderr,
+            )
+            return 1
         return 0
     if args.path.exists():
         print(f"{args.path} exists: keep it (--public prints its public key), or choose another path", file=sys.stderr)

@@ -60,6 +60,22 @@ def test_up_registers_the_finished_agents_and_down_stops_them(tmp_path: Path) ->
         restate_server.stop()
 
 
+def test_keys_makes_the_pair_once_prints_the_public_key_and_where_the_private_one_is(tmp_path: Path) -> None:
+    env = {"RESTATE_KIT_DATA": str(tmp_path)}
+    first, again, rotated = _cli("keys", env=env), _cli("keys", env=env), _cli("keys", "--rotate", env=env)
+    assert first.returncode == again.returncode == rotated.returncode == 0, first.stderr + rotated.stderr
+    private = tmp_path / "identity" / "restate-identity.pem"
+    public = re.findall(r"public key: +(publickeyv1_\w+)", first.stdout + again.stdout + rotated.stdout)
+    assert len(public) == 3 and public[0] == public[1] != public[2], "made once; --rotate makes a new one"
+    assert f"private key: {private}" in first.stdout and "A new key pair" in first.stdout
+    assert "The kit's key pair" in again.stdout and "until it restarts" in rotated.stdout
+    secret = private.read_text().splitlines()[1]
+    assert all(secret not in out.stdout + out.stderr for out in (first, again, rotated)), "the private key is shown"
+    private.write_text("not a key")
+    broken = _cli("keys", env=env)
+    assert broken.returncode == 1 and "keys --rotate` replaces it" in broken.stderr
+
+
 def test_find_python_finds_3_12_or_newer() -> None:
     out = subprocess.run([str(ROOT / "scripts" / "find-python")], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

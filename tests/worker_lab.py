@@ -6,7 +6,9 @@ not a worker). In a worker (gw0, gw1, ...), before any test is collected, it sta
 
 - a Restate server on free ports, with its data in `<RESTATE_KIT_DATA or .restate-xdist>/<worker>/`
   (wiped at the start, kept afterwards for its logs),
-- the finished agents, on a free port, registered with it (what `make up` gives the lab),
+- the finished agents, on a free port, registered with it (what `make up` gives the lab); like the lab, the server
+  signs its requests (a key pair in `<data>/identity/`) and the agents refuse unsigned ones, so the whole suite runs
+  with signing on (agent_lib/lab.py),
 
 and points the worker at them: RESTATE_INGRESS_URL, RESTATE_ADMIN_URL, AGENTS_PORT and RESTATE_KIT_DATA, so
 the lessons executed by nbmake (their kernels inherit the worker's environment), the tests and every process

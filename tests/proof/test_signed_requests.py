@@ -5,6 +5,9 @@ audience the request's path) when the server has a private key; `restate.app(ide
 request not signed by one of those keys with 401. The kit turns this on for an agent process with
 RESTATE_IDENTITY_KEYS (agent_lib.serving); deploy/identity_key.py makes the key pair. Each refusal below is shown
 next to its positive control: the same request, signed by the right key, passes the signature check.
+
+The lab signs too (agent_lib/lab.py): the last test runs `python -m agent_lib up` on a lab's server, as `make lab` and
+`make test`'s labs do, and sends its agents' port what a stranger could.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import base64
 import importlib
 import json
 import runpy
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent_lib._paths import REPO_ROOT
 from agent_lib.agents import FINISHED
 from agent_lib.clients import Admin, Ingress
+from agent_lib.lab import AGENTS_PORT_ENV, Lab, LabConfig
 from agent_lib.server import RestateServer, free_port
 from agent_lib.serving import IDENTITY_KEYS_ENV, AgentProcess
 
@@ -146,3 +152,66 @@ def test_a_signing_server_calls_the_agents_and_a_stranger_cannot_register_them(
         detail=f"stranger: {str(refused.value)[:160]}; kit: {answer}",
     )
     assert "Paris" in str(answer)
+
+
+def test_the_lab_that_up_starts_signs_and_its_agents_refuse_what_it_did_not_sign(
+    keys: Keys, tmp_path: Path, evidence: Evidence, request: pytest.FixtureRequest
+) -> None:
+    """`python -m agent_lib up` on a lab's server (as `make test`'s labs and `make lab` run it): a direct POST to the
+    agents' port is refused unless the lab's server signed it, and the same turn through the ingress answers."""
+    with Lab(LabConfig(data=tmp_path / "kit", agents=())) as lab:
+        assert lab.public_key is not None, "a lab signs by default"
+        env = {**lab.environ(), AGENTS_PORT_ENV: str(free_port())}
+        try:
+            up = _cli("up", env)
+            assert up.returncode == 0, up.stdout + up.stderr
+            path = "/invoke/WeatherAgent/run"
+            lab_key = serialization.load_pem_private_key(
+                (lab.data / "identity" / "restate-identity.pem").read_bytes(), password=None
+            )
+            assert isinstance(lab_key, Ed25519PrivateKey)
+            with httpx.Client(base_url=f"http://127.0.0.1:{env[AGENTS_PORT_ENV]}", timeout=10) as http:
+                answers = {
+                    name: http.post(
+                        path, content=b"\x00", headers={"content-type": "application/vnd.restate"} | headers
+                    ).status_code
+                    for name, headers in {
+                        "unsigned": {},
+                        "signed by a stranger's key": _signed(keys.private[1], keys.public[1], path),
+                        "a stranger's key under the lab's kid": _signed(keys.private[1], lab.public_key, path),
+                        "the lab's key, signature altered": _signed(lab_key, lab.public_key, path, tamper=True),
+                        "the lab's key (the control)": _signed(lab_key, lab.public_key, path),
+                    }.items()
+                }
+            question = "What is the weather in Paris?"
+            through = Ingress(lab.ingress_url, timeout=120).call("WeatherAgent", "run", question, key=uuid.uuid4().hex)
+        finally:
+            _cli("down", env)
+    control = answers.pop("the lab's key (the control)")
+    secret = lab_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    said = up.stdout + up.stderr
+    logs = {p.name: p.read_text(errors="replace") for p in lab.data.rglob("*.log")}
+    leaked = [name for name, text in logs.items() if secret.splitlines()[1] in text]
+    holds = set(answers.values()) == {401} and control != 401 and "Paris" in str(through) and logs and not leaked
+    evidence.add(
+        "security",
+        request,
+        check="the lab that `up` starts signs: its agents' port refuses unsigned and wrongly-signed requests (401), "
+        "and the same turn through the ingress answers",
+        holds=holds and lab.public_key in said and secret.splitlines()[1] not in said,
+        detail=f"{answers}; the lab's key, direct: {control}; through the ingress: {through}; "
+        f"the private key found in {leaked or 'none'} of {len(logs)} logs",
+    )
+    assert set(answers.values()) == {401}, answers
+    assert control != 401, "the lab's own signature was refused: the check would refuse everything"
+    assert "Paris" in str(through)
+    assert f"the server signs with the kit's key ({lab.public_key})" in said, said
+    assert secret.splitlines()[1] not in said and "PRIVATE KEY" not in said, "up printed the private key"
+    assert logs and not leaked, f"the private key is in {leaked}"
+
+
+def _cli(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    args = [sys.executable, "-m", "agent_lib", command]
+    return subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)

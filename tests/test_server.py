@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent_lib import server as srv_mod
+from agent_lib._process import pid_alive
 from agent_lib.server import (
     ExternalServer,
     RestateServer,
@@ -132,14 +133,6 @@ time.sleep(600)
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return not Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-
-
 @pytest.mark.parametrize("die_with_parent", [True, False])
 def test_a_private_server_dies_with_the_process_that_started_it(tmp_path: Path, die_with_parent: bool) -> None:
     """A kernel that dies (SIGKILL, no atexit) takes its private server with it, unless asked not to."""
@@ -154,22 +147,22 @@ def test_a_private_server_dies_with_the_process_that_started_it(tmp_path: Path, 
     assert parent.stdout is not None
     server_pid = int(parent.stdout.readline())
     pid_file = Path(os.environ["RESTATE_KIT_DATA"]) / "pids" / f"restate-server-{ports['admin_port']}.pid"
-    assert _alive(server_pid) and pid_file.read_text() == str(server_pid)
+    assert pid_alive(server_pid) and pid_file.read_text() == str(server_pid)
     parent.send_signal(signal.SIGKILL)
     parent.wait()
     try:
         deadline = time.monotonic() + (20 if die_with_parent else 3)
-        while _alive(server_pid) and time.monotonic() < deadline:
+        while pid_alive(server_pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         while die_with_parent and pid_file.exists() and time.monotonic() < deadline:
             time.sleep(0.1)  # the watchdog removes the pid file just after the server has exited
         if die_with_parent:
-            assert not _alive(server_pid), "the server outlived the process that started it"
+            assert not pid_alive(server_pid), "the server outlived the process that started it"
             assert not pid_file.exists()
             assert port_is_free(ports["admin_port"])
         else:
-            assert _alive(server_pid), "a server started with die_with_parent=False must keep running"
+            assert pid_alive(server_pid), "a server started with die_with_parent=False must keep running"
     finally:
-        if _alive(server_pid):
+        if pid_alive(server_pid):
             os.kill(server_pid, signal.SIGKILL)
         pid_file.unlink(missing_ok=True)

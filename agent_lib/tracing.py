@@ -262,17 +262,22 @@ def waterfall(spans: Sequence[Span], title: str = "") -> Figure:
     t0 = min((s.start_ns for s in ordered), default=0)
     services = sorted({s.service for s in ordered})
     colors = {svc: plt.get_cmap("tab10")(i) for i, svc in enumerate(services)}
-    fig, ax = plt.subplots(figsize=(10, 0.32 * len(ordered) + 1.2))
+    last = max(((s.end_ns - t0) / 1e6 for s in ordered), default=0.0)
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(ordered) + 1.4))
     for row, s in enumerate(ordered):
         start = (s.start_ns - t0) / 1e6
         ax.barh(row, max(s.ms, 0.3), left=start, color=colors[s.service], height=0.7)
-        ax.text(start, row, "  " * depth(s) + f" {s.name}  {s.ms:.1f} ms", va="center", fontsize=8)
+        label = f"{s.name}  {s.ms:.1f} ms"
+        if start > 0.6 * last:  # late in the turn: the label goes left of its bar, inside the picture
+            ax.text(start, row, label + "  ", va="center", ha="right", fontsize=8)
+        else:
+            ax.text(start, row, "  " * depth(s) + " " + label, va="center", fontsize=8)
     ax.set_yticks([])
     ax.invert_yaxis()
     ax.set_xlabel("milliseconds since the turn's first span")
     handles = [Rectangle((0, 0), 1, 1, color=colors[svc]) for svc in services]
-    ax.legend(handles, services, loc="lower right", fontsize=8)
-    ax.set_title(title)
+    ax.legend(handles, services, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=len(services), fontsize=8)
+    ax.set_title(title, loc="left", fontsize=10)
     fig.tight_layout()
     plt.close(fig)
     return fig

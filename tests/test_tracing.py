@@ -205,7 +205,7 @@ def test_a_turns_spans_are_its_trace_and_draw_as_a_tree() -> None:
 
 def test_the_waterfall_has_a_bar_per_span() -> None:
     figure = tracing.waterfall(turn_spans(TURN, "inv_1"), "a turn")
-    assert len(figure.axes[0].patches) == 4 and figure.axes[0].get_title() == "a turn"
+    assert len(figure.axes[0].patches) == 4 and figure.axes[0].get_title(loc="left") == "a turn"
 
 
 def test_a_process_without_the_endpoint_is_not_traced(monkeypatch: pytest.MonkeyPatch) -> None:

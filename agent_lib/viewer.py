@@ -159,8 +159,22 @@ def running_endpoint() -> str | None:
     return f"http://127.0.0.1:{found[0]}/v1/traces" if found else None
 
 
-def describe(forward_to: str | None) -> str:
-    """Say where a collector's spans go besides this kernel: a running Phoenix (with its link), another viewer, none."""
+def trace_link(port: int, trace_id: str, timeout: float = 2.0) -> str | None:
+    """Return the link to one trace in the Phoenix on `port` (its page needs the project's id), or None if unknown."""
+    try:
+        answer = httpx.get(f"http://127.0.0.1:{port}/v1/projects", timeout=timeout)
+        projects = answer.json().get("data", []) if answer.status_code == 200 else []
+    except (httpx.HTTPError, ValueError):
+        return None
+    ids = [p.get("id") for p in projects if isinstance(p, dict) and p.get("name") == "default"]
+    if not ids or not trace_id:
+        return None
+    return forwarded_url(f"http://127.0.0.1:{port}/projects/{ids[0]}/traces/{trace_id}")
+
+
+def describe(forward_to: str | None, trace_id: str = "") -> str:
+    """Say where a collector's spans go besides this kernel: a running Phoenix (with a link, to `trace_id`'s page
+    when given and Phoenix knows its project), another viewer, or none."""
     if not forward_to:
         return (
             "No trace viewer runs: the spans stay in this kernel. `make tracing` starts Phoenix; "
@@ -168,6 +182,9 @@ def describe(forward_to: str | None) -> str:
         )
     found = running_viewer()
     if found and forward_to == f"http://127.0.0.1:{found[0]}/v1/traces":
+        page = trace_link(found[0], trace_id) if trace_id else None
+        if page:
+            return f"Phoenix has these traces too: this turn's is at {page}"
         link = forwarded_url(f"http://127.0.0.1:{found[0]}/")
         return f"Phoenix has these traces too: open {link} (project 'default'), newest trace first."
     return f"The collector forwards every batch of spans to {forward_to} as well."

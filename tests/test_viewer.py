@@ -30,6 +30,11 @@ assert sys.argv[1:] == ["serve"], sys.argv
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
+        if self.path == "/v1/projects":  # as Phoenix's REST API answers it
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{{"data": [{{"id": "UHJvamVjdDox", "name": "default"}}], "next_cursor": null}}')
+            return
         self.send_response(200 if self.path == "/healthz" else 404)
         self.end_headers()
         self.wfile.write(os.environ["PHOENIX_WORKING_DIR"].encode())
@@ -129,6 +134,9 @@ def _found_forwarded_and_stopped(
     collector = TraceCollector()
     assert collector.forward_to == endpoint, "a collector made without forward_to forwards to the running viewer"
     assert f"Phoenix has these traces too: open http://127.0.0.1:{port}/" in viewer.describe(collector.forward_to)
+    page = f"http://127.0.0.1:{port}/projects/UHJvamVjdDox/traces/4bf92f3577b34da6a3ce929d0e0e4736"
+    assert viewer.describe(collector.forward_to, "4bf92f3577b34da6a3ce929d0e0e4736").endswith(page), "the turn's page"
+    assert viewer.trace_link(free_port(), "4bf92f3577b34da6a3ce929d0e0e4736") is None, "no Phoenix there: no link"
     assert TraceCollector(forward_to="").forward_to is None, "forward_to='' forwards nowhere"
     monkeypatch.setenv(TRACES_VIEWER_ENV, "http://127.0.0.1:4318/v1/traces")
     jaeger = TraceCollector().forward_to

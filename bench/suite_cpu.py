@@ -25,6 +25,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.suite_time import _load  # noqa: E402
+
 MAIN_STEP = [
     str(REPO / ".venv" / "bin" / "python"), "-m", "pytest", "-n", "4", "--dist", "loadfile", "-m", "not full",
     "--nbmake", "--nbmake-timeout=900", "-q", "-p", "no:cacheprovider", "tests", "notebooks",
@@ -80,8 +84,7 @@ def main() -> int:
     if sys.platform != "linux":
         print("bench/suite_cpu.py reads /proc: Linux only", file=sys.stderr)
         return 2
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"cores: {os.cpu_count()}; load before: {load}", flush=True)
+    print(f"cores: {os.cpu_count()}; load before: {_load()}", flush=True)
     seen, wall, code = sample(args.command or MAIN_STEP)
     cpu: dict[str, float] = collections.defaultdict(float)
     count: collections.Counter[str] = collections.Counter()
@@ -93,7 +96,7 @@ def main() -> int:
     for name, seconds in sorted(cpu.items(), key=lambda item: -item[1]):
         print(f"{seconds:8.1f}  {seconds / total:5.0%}  {count[name]:5d}  {seconds / count[name]:10.2f}  {name}")
     print(f"{total:8.1f}  total CPU; wall {wall:.0f} s, so {total / wall:.2f} cores busy on average (exit {code})")
-    print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load after: {_load()}")
     return code
 
 

@@ -94,7 +94,7 @@ def main() -> int:
     total = sum(cpu.values())
     print(f"\n{'CPU s':>8}  {'share':>5}  {'procs':>5}  {'CPU s each':>10}  kind")
     for name, seconds in sorted(cpu.items(), key=lambda item: -item[1]):
-        print(f"{seconds:8.1f}  {seconds / total:5.0%}  {count[name]:5d}  {seconds / count[name]:10.2f}  {name}")
+        print(f"{seconds:8.1f}  {seconds / (total or 1):5.0%}  {count[name]:5d}  {seconds / count[name]:10.2f}  {name}")
     print(f"{total:8.1f}  total CPU; wall {wall:.0f} s, so {total / wall:.2f} cores busy on average (exit {code})")
     print(f"load after: {_load()}")
     return code

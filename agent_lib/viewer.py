@@ -45,6 +45,11 @@ TRACING_VENV_ENV = "TRACING_VENV"
 """Where the tracing extra is installed (default `<repo>/.venv-tracing`; a relative path is from the repo)."""
 
 
+def _url(port: int) -> str:
+    """Phoenix's address on this machine: its UI at `/`, its REST API at `/v1/...`, OTLP/HTTP at `/v1/traces`."""
+    return f"http://127.0.0.1:{port}"
+
+
 class ViewerError(ProcessError):
     """The trace viewer is not installed, its port is taken, or it did not start."""
 
@@ -96,7 +101,7 @@ class PhoenixViewer(ManagedProcess):
     @property
     def url(self) -> str:
         """Phoenix's own address on this machine."""
-        return f"http://127.0.0.1:{self.port}"
+        return _url(self.port)
 
     @property
     def ui_url(self) -> str:
@@ -156,20 +161,20 @@ def running_viewer() -> tuple[int, int] | None:
 def running_endpoint() -> str | None:
     """Return the OTLP/HTTP endpoint of the trace viewer the kit started (`make tracing`), if one runs, else None."""
     found = running_viewer()
-    return f"http://127.0.0.1:{found[0]}/v1/traces" if found else None
+    return _url(found[0]) + "/v1/traces" if found else None
 
 
 def trace_link(port: int, trace_id: str, timeout: float = 2.0) -> str | None:
     """Return the link to one trace in the Phoenix on `port` (its page needs the project's id), or None if unknown."""
     try:
-        answer = httpx.get(f"http://127.0.0.1:{port}/v1/projects", timeout=timeout)
+        answer = httpx.get(_url(port) + "/v1/projects", timeout=timeout)
         projects = answer.json().get("data", []) if answer.status_code == 200 else []
     except (httpx.HTTPError, ValueError):
         return None
     ids = [p.get("id") for p in projects if isinstance(p, dict) and p.get("name") == "default"]
     if not ids or not trace_id:
         return None
-    return forwarded_url(f"http://127.0.0.1:{port}/projects/{ids[0]}/traces/{trace_id}")
+    return forwarded_url(f"{_url(port)}/projects/{ids[0]}/traces/{trace_id}")
 
 
 def describe(forward_to: str | None, trace_id: str = "") -> str:
@@ -181,10 +186,10 @@ def describe(forward_to: str | None, trace_id: str = "") -> str:
             "run this notebook again, and every turn shows there too."
         )
     found = running_viewer()
-    if found and forward_to == f"http://127.0.0.1:{found[0]}/v1/traces":
+    if found and forward_to == _url(found[0]) + "/v1/traces":
         page = trace_link(found[0], trace_id) if trace_id else None
         if page:
             return f"Phoenix has these traces too: this turn's is at {page}"
-        link = forwarded_url(f"http://127.0.0.1:{found[0]}/")
+        link = forwarded_url(_url(found[0]) + "/")
         return f"Phoenix has these traces too: open {link} (project 'default'), newest trace first."
     return f"The collector forwards every batch of spans to {forward_to} as well."

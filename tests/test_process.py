@@ -98,8 +98,10 @@ def test_a_managed_process_records_logs_stops_and_is_found_by_down(tmp_path: Pat
 
 def test_down_leaves_a_stranger_alone_and_stops_the_kits_own() -> None:
     stranger = subprocess.Popen(["sleep", "60"])
-    ours = subprocess.Popen(SLEEPER, start_new_session=True)
+    ours = subprocess.Popen(SLEEPER, start_new_session=True, stdout=subprocess.PIPE, text=True)
     try:
+        # until it has exec'd, the child's command line is still this worker's, which names no agent_lib
+        assert ours.stdout is not None and ours.stdout.readline() == "up\n"
         pid_path("restate-server", 45002).write_text(str(stranger.pid))
         pid_path("agent", 45003).write_text(str(ours.pid))
         pid_path("agent", 45004).write_text("garbage")

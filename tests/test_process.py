@@ -82,12 +82,12 @@ def test_a_managed_process_records_logs_stops_and_is_found_by_down(tmp_path: Pat
     log = tmp_path / "sleeper.log"
     with ManagedProcess("agent", 45001, SLEEPER, log_path=log, die_with_parent=False) as proc:
         assert proc.running and proc.pid_file.read_text() == str(proc.pid)
-        found = {r.pid_file: r for r in recorded_processes()}[proc.pid_file]
-        assert (found.kind, found.port, found.live_pid()) == ("agent", 45001, proc.pid)
         deadline = time.monotonic() + 20
-        while "up" not in proc.log_tail():
+        while "up" not in proc.log_tail():  # exec'd: its command line now names agent_lib
             assert time.monotonic() < deadline, proc.log_tail()
             time.sleep(0.05)
+        found = {r.pid_file: r for r in recorded_processes()}[proc.pid_file]
+        assert (found.kind, found.port, found.live_pid()) == ("agent", 45001, proc.pid)
         pid = proc.pid
     assert not proc.running and not pid_alive(pid) and not proc.pid_file.exists()
     proc.start()

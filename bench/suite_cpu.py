@@ -54,10 +54,24 @@ def kind(cmdline: str) -> str:
     return " ".join([Path(words[0]).name, *words[1:3]]) if words else "?"
 
 
-def sample(command: list[str], every: float = 0.25) -> tuple[dict[int, tuple[str, float]], float, int]:
-    """Run `command` in the repo; return {pid: (kind, CPU seconds)} of the processes it started, its wall time, code."""
+def started_by(pid: str) -> str:
+    """The test file whose test was running when `pid` was started (its PYTEST_CURRENT_TEST at exec), or "-"."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return "-"
+    for entry in environ:
+        if entry.startswith(b"PYTEST_CURRENT_TEST="):
+            return entry.split(b"=", 1)[1].decode(errors="replace").split("::", 1)[0]
+    return "-"
+
+
+def sample(command: list[str], every: float = 0.25) -> tuple[dict[int, tuple[str, float]], dict[int, str], float, int]:
+    """Run `command` in the repo; return {pid: (kind, CPU seconds)} of the processes it started, {pid: the test file
+    that started it}, its wall time, its exit code."""
     hz = os.sysconf("SC_CLK_TCK")
     seen: dict[int, tuple[str, float]] = {}
+    origin: dict[int, str] = {}
     mark = str(REPO)
     started = time.monotonic()
     proc = subprocess.Popen(command, cwd=REPO)
@@ -72,20 +86,29 @@ def sample(command: list[str], every: float = 0.25) -> tuple[dict[int, tuple[str
                 fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
+            if int(entry) not in origin:
+                origin[int(entry)] = started_by(entry)
             seen[int(entry)] = (kind(cmdline), (int(fields[11]) + int(fields[12])) / hz)
         time.sleep(every)
-    return seen, time.monotonic() - started, proc.returncode
+    return seen, origin, time.monotonic() - started, proc.returncode
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", nargs="*", help="the command to run (default: make test's first step)")
+    parser.add_argument(
+        "--by-test",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also list the N test files whose tests started the most CPU (servers, agents, kernels)",
+    )
     args = parser.parse_args()
     if sys.platform != "linux":
         print("bench/suite_cpu.py reads /proc: Linux only", file=sys.stderr)
         return 2
     print(f"cores: {os.cpu_count()}; load before: {_load()}", flush=True)
-    seen, wall, code = sample(args.command or MAIN_STEP)
+    seen, origin, wall, code = sample(args.command or MAIN_STEP)
     cpu: dict[str, float] = collections.defaultdict(float)
     count: collections.Counter[str] = collections.Counter()
     for name, seconds in seen.values():
@@ -96,6 +119,15 @@ def main() -> int:
     for name, seconds in sorted(cpu.items(), key=lambda item: -item[1]):
         print(f"{seconds:8.1f}  {seconds / (total or 1):5.0%}  {count[name]:5d}  {seconds / count[name]:10.2f}  {name}")
     print(f"{total:8.1f}  total CPU; wall {wall:.0f} s, so {total / wall:.2f} cores busy on average (exit {code})")
+    if args.by_test:
+        started: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
+        for pid, (name, seconds) in seen.items():
+            if origin.get(pid, "-") != "-" and name != "pytest (controller and workers)":
+                started[origin[pid]][0] += seconds
+                started[origin[pid]][1] += 1
+        print(f"\n{'CPU s':>8}  {'procs':>5}  the processes a test file's tests started")
+        for path, (seconds, procs) in sorted(started.items(), key=lambda item: -item[1][0])[: args.by_test]:
+            print(f"{seconds:8.1f}  {procs:5.0f}  {path}")
     print(f"load after: {_load()}")
     return code
 

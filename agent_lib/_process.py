@@ -23,6 +23,7 @@ from typing import Self
 
 from ._paths import data_dir
 from ._watchdog import pid_alive
+from ._zygote import ZygoteProcess, forkable, spawn
 
 __all__ = [
     "KINDS",
@@ -176,11 +177,13 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def end_process(proc: subprocess.Popen[bytes] | int | None, pid_file: Path | None, *, grace: float | None) -> None:
+def end_process(
+    proc: subprocess.Popen[bytes] | ZygoteProcess | int | None, pid_file: Path | None, *, grace: float | None
+) -> None:
     """End a process the kit started: SIGTERM and up to `grace` seconds, then SIGKILL (grace=None: SIGKILL at once).
 
-    `proc` is our child's `Popen` (it is reaped), or the pid of a process another run started. Its pid file
-    goes too, so `make stop` does not look for it again.
+    `proc` is our child's `Popen` (it is reaped) or our zygote's child, or the pid of a process another run
+    started. Its pid file goes too, so `make stop` does not look for it again.
     """
     if isinstance(proc, int):
         pid = proc
@@ -195,7 +198,7 @@ def end_process(proc: subprocess.Popen[bytes] | int | None, pid_file: Path | Non
                 pass
 
     elif proc is not None:
-        popen = proc
+        popen: subprocess.Popen[bytes] | ZygoteProcess = proc
 
         def running() -> bool:
             return popen.poll() is None
@@ -258,6 +261,8 @@ class ManagedProcess(StartStop):
 
     stop_grace = 5.0
     """Seconds `stop()` waits after SIGTERM before SIGKILL."""
+    forkable = False
+    """True if a `python -m` command of this kind may be forked from the kit's zygote (agent_lib/_zygote.py)."""
     error: type[ProcessError] = ProcessError
     """What `start` raises when the process exits or is not ready in time."""
 
@@ -280,7 +285,7 @@ class ManagedProcess(StartStop):
         self._log = log_path
         self._extra = dict(env or {})
         self._cwd = cwd
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: subprocess.Popen[bytes] | ZygoteProcess | None = None
         self._pid_file: Path | None = None
 
     def _command(self) -> list[str]:
@@ -324,16 +329,15 @@ class ManagedProcess(StartStop):
 
     def _spawn(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        command, cwd, env = self._command(), self._working_dir(), self._environment()
         with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(
-                self._command(),
-                cwd=self._working_dir(),
-                env=self._environment(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            if self.forkable and forkable(command):
+                self._proc = spawn(command, env, cwd, log.fileno())
+            else:
+                self._proc = subprocess.Popen(
+                    command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )  # fmt: skip
         self._pid_file = pid_path(self.kind, self._pid_port)
         self._pid_file.parent.mkdir(parents=True, exist_ok=True)
         self._pid_file.write_text(str(self._proc.pid))

@@ -42,6 +42,7 @@ class AgentProcess(ManagedProcess):
     """
 
     stop_grace = 2.0  # Restate needs no goodbye from it
+    forkable = True  # started from the zygote, which has imported ADK already (agent_lib/_zygote.py)
     error = ServingError
 
     def __init__(

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._process import ProcessError
+from ._zygote import ADK_LAZY_MODULES
 from .clients import Admin
 from .identity import IDENTITY_KEYS_ENV
 
@@ -92,21 +93,11 @@ def hypercorn_config(port: int, host: str | None = None) -> Any:
     return config
 
 
-_ADK_LAZY_MODULES = (
-    "google.adk.workflow._node_runner_utils",
-    "google.adk.workflow._workflow",
-    "google.adk.workflow._llm_agent_wrapper",
-    "google.adk.apps.compaction",
-    "google.adk.auth.auth_preprocessor",
-    "google.adk.sessions.in_memory_session_service",
-)
-
-
 def warm_adk() -> None:
     """Import what ADK imports on an agent's first turn, so a restarted agent answers at once (bench figure 4)."""
     if "google.adk" not in sys.modules:
         return
-    for name in _ADK_LAZY_MODULES:
+    for name in ADK_LAZY_MODULES:
         try:
             importlib.import_module(name)
         except ImportError:

@@ -44,6 +44,8 @@ def kind(cmdline: str) -> str:
     if "agent_lib serve" in cmdline:
         agents = sorted(set(re.findall(r"agents\.(\w+):", cmdline))) or ["other services"]
         return "agent process: " + (agents[0] if len(agents) == 1 else f"{len(agents)} agent modules (a lab)")
+    if "_zygote.py" in cmdline:
+        return "agent process forked by a zygote (or the zygote)"
     if "_watchdog" in cmdline:
         return "watchdog"
     if "pytest" in cmdline or "exec(eval(sys.stdin.readline()))" in cmdline:

@@ -1,0 +1,327 @@
+"""Start agent processes by forking one that has imported ADK already: a process answers in a fraction of a second.
+
+    python agent_lib/_zygote.py FD      (what `spawn` starts once per process: FD is its end of a socket pair)
+
+An agent process spends about 2.3 s of CPU before it can answer: 1.5 s importing ADK, google-genai and the Restate
+SDK, 0.5 s in what ADK imports on a first turn (`ADK_LAZY_MODULES`). Every kill and restart of a lesson pays it
+again, and so does every agent process the test suite starts (~270 of them: a third of its CPU). The zygote pays it
+once. It imports those packages, and nothing of agent_lib (so the next process sees an edit to the kit), then waits
+for requests. A request is a command (`python -m MODULE ...`), an environment, a working directory and a log file.
+The zygote forks, and the child becomes that command as `python -m` would run it: a session of its own, stdin from
+/dev/null, stdout and stderr to the log, the requested environment, working directory and sys.path, the module run
+as `__main__`. The child is a real process with a pid of its own: SIGKILL kills it like any other, and its pid file,
+log and watchdog are the same as those of a process started by exec (agent_lib/_process.py). Its command line is
+the zygote's, `python .../agent_lib/_zygote.py FD`.
+
+What it leaves to exec: a command that is not `python -m` of this interpreter, and any platform but Linux (Windows
+has no fork; macOS forbids a fork after some system libraries are loaded, so Python itself stopped forking there).
+`AGENTS_SPAWN=exec` turns it off (to compare, or to rule it out). A package that reads the environment when it is
+imported (OTEL_PROPAGATORS; websockets' limits) reads the zygote's: the zygote starts with the environment of the
+process that first asks it, and the kit sets none of those.
+
+It runs by path, with the lessons' packages and the standard library only (like _watchdog.py): agent_lib imports
+`ADK_LAZY_MODULES` and `ZygoteProcess` from here.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import json
+import os
+import runpy
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+ADK_LAZY_MODULES = (
+    "google.adk.workflow._node_runner_utils",
+    "google.adk.workflow._workflow",
+    "google.adk.workflow._llm_agent_wrapper",
+    "google.adk.apps.compaction",
+    "google.adk.auth.auth_preprocessor",
+    "google.adk.sessions.in_memory_session_service",
+)
+"""What ADK imports on an agent's first turn (agent_lib.hosting.warm_adk imports them before an agent listens)."""
+
+PRELOAD = (
+    "google.genai.types",
+    "google.adk",
+    "google.adk.agents",
+    "google.adk.runners",
+    "restate",
+    "hypercorn.asyncio",
+    "httpx",
+    "pydantic",
+    *ADK_LAZY_MODULES,
+)
+"""What the zygote imports before it forks: the lessons' heavy packages (never agent_lib)."""
+
+SPAWN_ENV = "AGENTS_SPAWN"
+"""Set it to "exec" to start agent processes by exec, without the zygote."""
+
+_MAX_MESSAGE = 1 << 20
+
+
+# --- the zygote (runs by path) ------------------------------------------------------------------------------------
+
+
+def _preload() -> None:
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # a lesson's package that is not installed: the child imports (and fails on) it as exec would
+    gc.collect()
+    gc.freeze()  # what is alive now stays out of the collector's sight, in pages the children share
+
+
+def _reap(exited: dict[int, int], children: set[int]) -> None:
+    for pid in list(children):
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done, status = pid, 0
+        if done:
+            children.discard(pid)
+            exited[pid] = os.waitstatus_to_exitcode(status)
+
+
+def _become(request: Mapping[str, object], log_fd: int, channel: socket.socket) -> None:
+    """In the forked child: become `python -m MODULE ARGS` with the request's environment, directory and log."""
+    code = 1
+    try:
+        channel.close()
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(null)
+        os.close(log_fd)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as Python sets it (the zygote ignores it)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        cwd = str(request.get("cwd") or os.getcwd())
+        os.chdir(cwd)
+        env = dict(request["env"])  # type: ignore[call-overload]
+        os.environ.clear()
+        os.environ.update(env)
+        extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        sys.path[:] = [cwd, *extra, *[p for p in sys.path if p not in extra and p != cwd]]
+        module, args = str(request["module"]), [str(a) for a in request["args"]]  # type: ignore[attr-defined]
+        sys.argv = [module, *args]
+        try:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+            code = 0
+        except SystemExit as stop:
+            if stop.code is None or isinstance(stop.code, int):
+                code = stop.code or 0
+            else:
+                print(stop.code, file=sys.stderr)
+                code = 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001,S110 (exiting: nothing left to tell)
+                pass
+        os._exit(code)
+
+
+def _serve(channel: socket.socket) -> int:
+    """Answer requests until the process that started the zygote closes its end."""
+    children: set[int] = set()
+    exited: dict[int, int] = {}
+    buffered, fds = b"", []
+    while True:
+        _reap(exited, children)
+        ready, _, _ = select.select([channel], [], [], 0.2)
+        if not ready:
+            continue
+        data, got, _, _ = socket.recv_fds(channel, _MAX_MESSAGE, 4)
+        if not data:
+            return 0
+        buffered += data
+        fds += got
+        while b"\n" in buffered:
+            line, buffered = buffered.split(b"\n", 1)
+            request = json.loads(line)
+            if request["op"] == "spawn":
+                log_fd = fds.pop(0)
+                pid = os.fork()
+                if pid == 0:
+                    _become(request, log_fd, channel)
+                os.close(log_fd)
+                children.add(pid)
+                answer: dict[str, object] = {"pid": pid}
+            else:  # "status"
+                _reap(exited, children)
+                pid = int(request["pid"])
+                answer = {"running": pid in children, "code": exited.get(pid)}
+            channel.sendall(json.dumps(answer).encode() + b"\n")
+
+
+def main(argv: Sequence[str]) -> int:
+    channel = socket.socket(fileno=int(argv[1]))
+    if sys.path and sys.path[0] == str(Path(__file__).resolve().parent):
+        del sys.path[0]  # run by path, Python put agent_lib/ first: its modules are not top-level ones
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for a notebook is not for the zygote
+    _preload()
+    channel.sendall(b'{"ready": true}\n')
+    return _serve(channel)
+
+
+# --- the side that asks (agent_lib/_process.py) ---------------------------------------------------------------------
+
+
+class ZygoteError(RuntimeError):
+    """The zygote could not start, or stopped answering."""
+
+
+class _Zygote:
+    """This process's zygote: started at the first spawn, asked over a socket pair.
+
+    It goes when this process does: the socket pair's end of file tells it (no watchdog needed). The processes it
+    forked stay, each with the watchdog `ManagedProcess` gave it.
+    """
+
+    def __init__(self) -> None:
+        self.owner = os.getpid()
+        ours, theirs = socket.socketpair()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__)), str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        theirs.close()
+        self.channel = ours
+        self.lock = threading.Lock()
+        self.buffered = b""
+        if self._read(timeout=120.0).get("ready") is not True:
+            raise ZygoteError("the zygote did not say it was ready")
+
+    def _read(self, timeout: float = 30.0) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffered:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.channel], [], [], left)[0]:
+                raise ZygoteError(f"the zygote (pid {self.proc.pid}) did not answer within {timeout:.0f}s")
+            data = self.channel.recv(65536)
+            if not data:
+                raise ZygoteError(f"the zygote (pid {self.proc.pid}) is gone (exit code {self.proc.poll()})")
+            self.buffered += data
+        line, self.buffered = self.buffered.split(b"\n", 1)
+        answer: dict[str, object] = json.loads(line)
+        return answer
+
+    def ask(self, request: Mapping[str, object], fd: int | None = None) -> dict[str, object]:
+        message = json.dumps(request).encode() + b"\n"
+        with self.lock:
+            if fd is None:
+                self.channel.sendall(message)
+            else:
+                socket.send_fds(self.channel, [message], [fd])
+            return self._read()
+
+    def alive(self) -> bool:
+        return self.owner == os.getpid() and self.proc.poll() is None
+
+
+_zygote: _Zygote | None = None
+_start_lock = threading.Lock()
+
+
+def _the_zygote() -> _Zygote:
+    global _zygote
+    with _start_lock:
+        if _zygote is None or not _zygote.alive():
+            _zygote = _Zygote()
+        return _zygote
+
+
+class ZygoteProcess:
+    """A process the zygote forked, with what `_process` asks of a `subprocess.Popen`: pid, poll, wait, signals."""
+
+    def __init__(self, pid: int, zygote: _Zygote) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._zygote = zygote
+
+    def poll(self) -> int | None:
+        if self.returncode is not None:
+            return self.returncode
+        try:
+            answer = self._zygote.ask({"op": "status", "pid": self.pid})
+        except (OSError, ZygoteError):  # the zygote is gone, and reaps no more: then no zombie holds the pid
+            from ._watchdog import pid_alive  # here, not above: the zygote itself runs by path
+
+            alive = pid_alive(self.pid)
+            answer = {"running": alive, "code": None if alive else -signal.SIGKILL}
+        if not answer["running"]:
+            code = answer["code"]
+            self.returncode = int(code) if isinstance(code, int) else -signal.SIGKILL
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired([f"pid {self.pid}"], timeout or 0.0)
+            time.sleep(0.01)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+def forkable(command: Sequence[str]) -> str | None:
+    """Return the module of a `python -m MODULE ...` command of this interpreter the zygote can run, else None."""
+    if sys.platform != "linux" or os.environ.get(SPAWN_ENV, "").lower() == "exec":
+        return None
+    if len(command) < 3 or command[0] != sys.executable or command[1] != "-m":
+        return None
+    return command[2]
+
+
+def spawn(command: Sequence[str], env: Mapping[str, str], cwd: Path | None, log_fd: int) -> ZygoteProcess:
+    """Start `python -m MODULE ARGS` (see `forkable`) as a child of this process's zygote; return its handle."""
+    module = forkable(command)
+    if module is None:
+        raise ZygoteError(f"the zygote runs `python -m MODULE` of {sys.executable} only, not {list(command)}")
+    request = {"op": "spawn", "module": module, "args": list(command[3:]), "env": dict(env)}
+    request["cwd"] = str(cwd) if cwd is not None else os.getcwd()
+    for attempt in (1, 2):  # a zygote that died (killed by hand, say) is started again once
+        zygote = _the_zygote()
+        try:
+            answer = zygote.ask(request, fd=log_fd)
+            return ZygoteProcess(int(answer["pid"]), zygote)  # type: ignore[call-overload]
+        except (OSError, ZygoteError):
+            if attempt == 2:
+                raise
+            zygote.proc.kill()
+    raise AssertionError("unreachable")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -44,7 +44,11 @@ def agents(proof_server: RestateServer, _kit_data: Path) -> Iterator[AgentProces
         "CLAIMS_APPROVERS": "maria,sam",
     }
     targets = [f"tests.agents.keyed:{name}" for name in ("weather_service", "claims_service", "approvals_service")]
-    with AgentProcess(targets, admin=Admin(proof_server.admin_url), env=env, name="keyed-agents").start(180) as proc:
+    proc = AgentProcess(targets, admin=Admin(proof_server.admin_url), env=env, name="keyed-agents")
+    # Exec'd, not forked from the zygote: /proc/<pid>/environ, which the last test reads, is the environment a
+    # process was exec'd with; a forked one's is the zygote's (its own is set after the fork, in os.environ).
+    proc.forkable = False
+    with proc.start(180):
         yield proc
 
 

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Self
 
 from ._paths import data_dir
 from ._watchdog import pid_alive
-from ._zygote import ZygoteProcess, forkable, spawn
+from ._zygote import ZygoteError, ZygoteProcess, forkable, spawn
 
 __all__ = [
     "KINDS",
@@ -331,9 +332,13 @@ class ManagedProcess(StartStop):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         command, cwd, env = self._command(), self._working_dir(), self._environment()
         with self.log_path.open("ab") as log:
+            self._proc = None
             if self.forkable and forkable(command):
-                self._proc = spawn(command, env, cwd, log.fileno())
-            else:
+                try:
+                    self._proc = spawn(command, env, cwd, log.fileno())
+                except ZygoteError as err:  # slower by exec, but started: the learner's work goes on
+                    warnings.warn(f"{err}; starting the {self.kind} process by exec", RuntimeWarning, stacklevel=2)
+            if self._proc is None:
                 self._proc = subprocess.Popen(
                     command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                     start_new_session=True,

@@ -196,14 +196,21 @@ class _Zygote:
     """
 
     def __init__(self) -> None:
+        from ._paths import data_dir  # here, not above: the zygote itself runs by path
+
         self.owner = os.getpid()
+        self.log_path = data_dir() / "logs" / "zygote.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         ours, theirs = socket.socketpair()
-        self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__)), str(theirs.fileno())],
-            pass_fds=[theirs.fileno()],
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(Path(__file__)), str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         theirs.close()
         self.channel = ours
         self.lock = threading.Lock()
@@ -216,10 +223,14 @@ class _Zygote:
         while b"\n" not in self.buffered:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.channel], [], [], left)[0]:
-                raise ZygoteError(f"the zygote (pid {self.proc.pid}) did not answer within {timeout:.0f}s")
+                raise ZygoteError(
+                    f"the zygote (pid {self.proc.pid}) did not answer within {timeout:.0f}s: see {self.log_path}"
+                )
             data = self.channel.recv(65536)
             if not data:
-                raise ZygoteError(f"the zygote (pid {self.proc.pid}) is gone (exit code {self.proc.poll()})")
+                raise ZygoteError(
+                    f"the zygote (pid {self.proc.pid}) is gone (exit code {self.proc.poll()}): see {self.log_path}"
+                )
             self.buffered += data
         line, self.buffered = self.buffered.split(b"\n", 1)
         answer: dict[str, object] = json.loads(line)
@@ -312,14 +323,16 @@ def spawn(command: Sequence[str], env: Mapping[str, str], cwd: Path | None, log_
     request = {"op": "spawn", "module": module, "args": list(command[3:]), "env": dict(env)}
     request["cwd"] = str(cwd) if cwd is not None else os.getcwd()
     for attempt in (1, 2):  # a zygote that died (killed by hand, say) is started again once
-        zygote = _the_zygote()
+        zygote = None
         try:
+            zygote = _the_zygote()
             answer = zygote.ask(request, fd=log_fd)
             return ZygoteProcess(int(answer["pid"]), zygote)  # type: ignore[call-overload]
-        except (OSError, ZygoteError):
+        except (OSError, ZygoteError) as err:
+            if zygote is not None:
+                zygote.proc.kill()
             if attempt == 2:
-                raise
-            zygote.proc.kill()
+                raise ZygoteError(f"the zygote could not start `{' '.join(command[1:4])} ...`: {err}") from err
     raise AssertionError("unreachable")
 
 

@@ -116,3 +116,21 @@ def test_with_spawn_exec_a_managed_process_is_an_ordinary_child(probe: Path, mon
     proc.forkable = True
     with proc:
         assert isinstance(proc._proc, subprocess.Popen)
+
+
+def test_a_zygote_that_cannot_start_falls_back_to_exec_with_a_warning(
+    probe: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = probe / "not_a_zygote.py"
+    broken.write_text("raise SystemExit('this zygote is broken')\n")
+    monkeypatch.setattr(_zygote, "__file__", str(broken))  # what _Zygote runs
+    monkeypatch.setattr(_zygote, "_zygote", None)
+    with pytest.raises(_zygote.ZygoteError, match=r"could not start[\s\S]*is gone \(exit code 1\): see .*zygote.log"):
+        _spawn(probe, "exit", "0")
+    proc = ManagedProcess("agent", free_port(), [sys.executable, "-m", "zygote_probe", "exit", "4"], cwd=probe)
+    proc.forkable = True
+    with pytest.warns(RuntimeWarning, match="starting the agent process by exec"):
+        proc._spawn()
+    assert isinstance(proc._proc, subprocess.Popen)
+    assert proc._proc.wait(timeout=60) == 4
+    monkeypatch.setattr(_zygote, "_zygote", None)  # the next test starts a working zygote

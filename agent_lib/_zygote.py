@@ -158,6 +158,8 @@ def _serve(channel: socket.socket) -> int:
             request = json.loads(line)
             if request["op"] == "spawn":
                 log_fd = fds.pop(0)
+                sys.stdout.flush()
+                sys.stderr.flush()  # or the child would write what is buffered here a second time
                 pid = os.fork()
                 if pid == 0:
                     _become(request, log_fd, channel)
@@ -228,9 +230,11 @@ class _Zygote:
                 )
             data = self.channel.recv(65536)
             if not data:
-                raise ZygoteError(
-                    f"the zygote (pid {self.proc.pid}) is gone (exit code {self.proc.poll()}): see {self.log_path}"
-                )
+                try:
+                    code: int | None = self.proc.wait(timeout=5)  # its end of the pair closes as it exits
+                except subprocess.TimeoutExpired:
+                    code = None
+                raise ZygoteError(f"the zygote (pid {self.proc.pid}) is gone (exit code {code}): see {self.log_path}")
             self.buffered += data
         line, self.buffered = self.buffered.split(b"\n", 1)
         answer: dict[str, object] = json.loads(line)

@@ -35,6 +35,7 @@ __all__ = [
     "end_process",
     "free_port",
     "kit_process_alive",
+    "listens_on",
     "pid_alive",
     "pid_path",
     "port_is_free",
@@ -176,6 +177,36 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.2)
         return s.connect_ex((host, port)) == 0
+
+
+def listens_on(pid: int, port: int) -> bool | None:
+    """Return whether process `pid` holds the socket that listens on TCP `port` (None: this platform cannot tell).
+
+    Linux: the listening sockets' inodes from /proc/net/tcp and tcp6, against the process's open files. What
+    `port_open` cannot tell: that the program answering on a port is the one we started, not another that took the
+    port first.
+    """
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            return None
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None if not Path("/proc/self/fd").is_dir() else False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def end_process(

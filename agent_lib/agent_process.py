@@ -24,13 +24,17 @@ from pathlib import Path
 import httpx
 
 from ._paths import REPO_ROOT, data_dir
-from ._process import ManagedProcess, free_port, port_is_free, port_open
+from ._process import ManagedProcess, free_port, listens_on, port_is_free, port_open
 from .clients import Admin, RestateError
 from .hosting import ServingError, Targets, as_list, public_host, wait_listed
 from .identity import IDENTITY_KEYS_ENV, signing_key
 from .workers import children, read_counts, serve_command
 
 __all__ = ["AgentProcess"]
+
+
+class _PortTaken(ServingError):
+    """The agent process's port was taken by another program before it could listen there."""
 
 
 class AgentProcess(ManagedProcess):
@@ -60,6 +64,8 @@ class AgentProcess(ManagedProcess):
         if workers < 1:
             raise ServingError(f"workers={workers}: an agent needs at least 1 worker process")
         self.port = port or free_port()
+        self._port_chosen = port is None
+        """True if the port was picked here, free at that instant: another free port will do as well."""
         super().__init__("agent", self.port, die_with_parent=die_with_parent)
         self.workers = workers
         self.targets = as_list(targets)
@@ -99,7 +105,17 @@ class AgentProcess(ManagedProcess):
         return env
 
     def _wait_ready(self, timeout: float) -> None:
-        self._wait_until(lambda: port_open(self.port), timeout, f"the agent process {self.targets}", "listen")
+        def listening() -> bool:
+            if not port_open(self.port):
+                return False
+            if self.pid is not None and listens_on(self.pid, self.port) is False:
+                raise _PortTaken(
+                    f"port {self.port} was taken by another program while the agent process {self.targets} "
+                    "started: stop that program, or let AgentProcess pick a free port"
+                )
+            return True
+
+        self._wait_until(listening, timeout, f"the agent process {self.targets}", "listen")
 
     def start(self, timeout: float = 60.0, *, register: bool | None = None) -> AgentProcess:
         """Start the process, wait until it listens, and register it (by default, unless the server knows it)."""
@@ -109,7 +125,17 @@ class AgentProcess(ManagedProcess):
             raise ServingError(
                 f"port {self.port} is already taken by another program: stop it, or let AgentProcess pick a free port"
             )
-        super().start(timeout)
+        try:
+            super().start(timeout)
+        except _PortTaken:
+            self.kill()
+            if not self._port_chosen or self.deployment_id is not None:
+                raise
+            # A port picked free a moment ago, taken since by another program (another test's server, say): the
+            # first start of a process whose port nobody chose may take another.
+            self.port = self._pid_port = free_port()
+            self.url = f"http://{self.host}:{self.port}"
+            super().start(timeout)
         if register if register is not None else not self._registered():
             self.register()
         return self

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from agent_lib import agent_process
+from agent_lib._process import listens_on
 from agent_lib.clients import Admin, Ingress
 from agent_lib.server import RestateServer, free_port
 from agent_lib.serving import AgentProcess, ServingError, load_services, serve_in_kernel
@@ -56,6 +61,51 @@ def test_process_survives_kill_and_restart(restate_server: RestateServer, key: s
         proc.start()
         assert proc.pid != first_pid and proc.deployment_id == deployment, "a restart is the same deployment"
         assert ingress.attach(sent.invocation_id) == "WHILE DOWN"
+
+
+def _listener(port: int = 0) -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", port))
+    sock.listen()
+    return sock
+
+
+def test_listens_on_tells_whose_socket_listens_on_a_port() -> None:
+    with _listener() as sock:
+        port = sock.getsockname()[1]
+        assert listens_on(os.getpid(), port) is True
+        other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            assert listens_on(other.pid, port) is False
+        finally:
+            other.kill()
+            other.wait()
+
+
+def test_a_chosen_port_taken_while_starting_moves_to_another(
+    restate_server: RestateServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another program (another test's server) takes the port picked free a moment before: that port is not ours."""
+    admin, ingress = Admin(restate_server.admin_url), Ingress(restate_server.ingress_url)
+    proc = AgentProcess("tests.services:echo", admin=admin, name="echo-port-taken")
+    taken = proc.port
+    monkeypatch.setattr(agent_process, "port_is_free", lambda port: True)  # taken after the check, as in the race
+    with _listener(taken), proc:
+        assert proc.port != taken and proc.url.endswith(f":{proc.port}")
+        assert listens_on(proc.pid, proc.port) is True  # type: ignore[arg-type]
+        assert ingress.call("TestEcho", "say", "moved") == "MOVED"
+
+
+def test_a_port_given_and_taken_while_starting_is_refused(
+    restate_server: RestateServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _listener() as sock:
+        port = sock.getsockname()[1]
+        proc = AgentProcess("tests.services:echo", admin=Admin(restate_server.admin_url), port=port)
+        monkeypatch.setattr(agent_process, "port_is_free", lambda port: True)
+        with pytest.raises(ServingError, match=rf"port {port} was taken by another program while the agent"):
+            proc.start(timeout=30)
+        assert not proc.running
 
 
 def test_process_that_crashes_at_start_shows_its_log(restate_server: RestateServer) -> None:

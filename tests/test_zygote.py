@@ -134,3 +134,19 @@ def test_a_zygote_that_cannot_start_falls_back_to_exec_with_a_warning(
     assert isinstance(proc._proc, subprocess.Popen)
     assert proc._proc.wait(timeout=60) == 4
     monkeypatch.setattr(_zygote, "_zygote", None)  # the next test starts a working zygote
+
+
+def test_an_edit_to_a_module_is_seen_by_the_next_process(probe: Path) -> None:
+    """What a learner does: edit an agent, restart its process. The zygote never imported it, so no stale copy."""
+    (probe / "edited_probe.py").write_text("raise SystemExit(11)\n")
+    first, _ = _spawn_module(probe, "edited_probe")
+    assert first.wait(timeout=30) == 11
+    (probe / "edited_probe.py").write_text("raise SystemExit(12)  # edited\n")  # another size: no stale .pyc
+    second, _ = _spawn_module(probe, "edited_probe")
+    assert second.wait(timeout=30) == 12
+
+
+def _spawn_module(probe: Path, module: str) -> tuple[_zygote.ZygoteProcess, Path]:
+    log = probe / f"{module}-{time.monotonic_ns()}.log"
+    with log.open("ab") as out:
+        return _zygote.spawn([sys.executable, "-m", module], dict(os.environ), probe, out.fileno()), log

@@ -145,17 +145,26 @@ def test_an_agent_process_stops_when_its_parent_dies(restate_server: RestateServ
     assert parent.stdout is not None
     child = int(parent.stdout.readline())
     os.kill(child, 0)
+    zygote = int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[1])  # its parent: the zygote
+    if zygote == parent.pid:  # AGENTS_SPAWN=exec: no zygote, the process is the script's own child
+        zygote = child
+    else:
+        assert "_zygote.py" in Path(f"/proc/{zygote}/cmdline").read_text()
     parent.kill()
     parent.wait()
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            return
+    gone: set[int] = set()
+    while time.monotonic() < deadline and len(gone) < len({child, zygote}):
+        for pid in {child, zygote} - gone:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                gone.add(pid)
         time.sleep(0.2)
-    os.kill(child, 9)
-    raise AssertionError("the agent process outlived its parent")
+    for pid in {child, zygote} - gone:
+        os.kill(pid, 9)
+    assert child in gone, "the agent process outlived its parent"
+    assert zygote in gone, "the zygote that forked it outlived the process that started it"
 
 
 def test_process_registers_again_on_a_wiped_server(tmp_path: Path, _kit_data: Path) -> None:

@@ -26,6 +26,7 @@ import struct
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Any
 
 from ._paths import data_dir
 from ._process import pid_alive, watch_over
+from ._zygote import forkable
 from .hosting import asgi_app, bind_host, hypercorn_config, load_services, public_host, tune_gc, warm_adk
 
 __all__ = [
@@ -204,12 +206,46 @@ def serve_worker(targets: Sequence[str], port: int, channel_fd: int) -> None:
     asyncio.run(main())
 
 
+class _Forked:
+    """A worker the supervisor forked (what it asks of a `subprocess.Popen`: pid, poll, wait, terminate, kill)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                done, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = self.pid, 0
+            if done:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired([f"worker {self.pid}"], timeout or 0.0)
+            time.sleep(0.01)
+        return code
+
+    def terminate(self) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+
 @dataclass
 class _Worker:
     """One worker slot of a supervisor: its process, the supervisor's end of its channel, its state."""
 
     index: int
-    proc: subprocess.Popen[bytes] | None = None
+    proc: subprocess.Popen[bytes] | _Forked | None = None
     channel: socket.socket | None = None
     ready: bool = False
     started: float = 0.0
@@ -227,18 +263,54 @@ class _Supervisor:
         self.stopping = False
         self.turn = 0
         self.waiting: list[socket.socket] = []
+        self.listener: socket.socket | None = None
+        # Forked from the supervisor, which the zygote forked with ADK imported, a worker listens in a fraction of a
+        # second (by exec: about 2 s, lesson 08's "two workers" cell took 10 s on a loaded machine).
+        self.fork = forkable([sys.executable, "-m", "agent_lib"]) is not None
 
     def _log(self, message: str) -> None:
         print(f"[supervisor {os.getpid()}] {message}", file=sys.stderr, flush=True)
 
     def _spawn(self, slot: _Worker) -> None:
         ours, theirs = socket.socketpair()
-        cmd = serve_command(self.targets, self.port, worker_channel=theirs.fileno())
-        slot.proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+        if self.fork:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                self._become_worker(ours, theirs)
+            slot.proc = _Forked(pid)
+        else:
+            cmd = serve_command(self.targets, self.port, worker_channel=theirs.fileno())
+            slot.proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
         theirs.close()
         ours.setblocking(False)
         slot.channel, slot.ready, slot.started, slot.restart_at = ours, False, time.monotonic(), None
         self.selector.register(ours, selectors.EVENT_READ, slot)
+
+    def _become_worker(self, ours: socket.socket, theirs: socket.socket) -> None:
+        """In a forked worker: close what is the supervisor's, then serve; never return."""
+        code = 1
+        try:
+            # The supervisor's ends of every channel (or a worker would hold another's open past the supervisor's
+            # death, and not see it), its listener, its selector, the connections waiting for a worker.
+            for sock in [ours, *(s.channel for s in self.slots if s.channel), *self.waiting, self.listener]:
+                if sock is not None:
+                    sock.close()
+            self.selector.close()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            serve_worker(self.targets, self.port, theirs.fileno())
+            code = 0
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(code)
 
     def _on_channel(self, slot: _Worker) -> bool:
         """Read what a worker says; return False if it died."""
@@ -323,7 +395,7 @@ class _Supervisor:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         shutil.rmtree(_stats_dir(self.port), ignore_errors=True)
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener = self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((bind_host(public_host()), self.port))
         for slot in self.slots:

@@ -71,10 +71,18 @@ def test_killing_a_worker_under_load_loses_no_invocation(
     assert sum(counted.values()) >= SESSIONS + len(moved), f"the moved turns were sent again: {counted}"
 
 
-def test_a_killed_supervisor_takes_its_workers_along(restate_server: RestateServer) -> None:
+@pytest.mark.parametrize("spawn", ["zygote", "exec"])
+def test_a_killed_supervisor_takes_its_workers_along(
+    restate_server: RestateServer, spawn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forked (by default) or exec'd (AGENTS_SPAWN=exec), the workers go with their supervisor."""
+    monkeypatch.setenv("AGENTS_SPAWN", spawn)
     agent = AgentProcess("tests.services:echo", admin=Admin(restate_server.admin_url), name="echo-2", workers=2)
     with agent:
         workers = agent.wait_for_workers()
+        commands = {Path(f"/proc/{pid}/cmdline").read_bytes() for pid in [agent.pid, *workers]}
+        # Forked, a worker's command line is its supervisor's (the zygote's); exec'd, each names its channel.
+        assert len(commands) == (1 if spawn == "zygote" else 3), commands
         assert Ingress(restate_server.ingress_url).call("TestEcho", "say", "two") == "TWO"
         agent.kill()
 

@@ -265,27 +265,27 @@ def _the_zygote() -> _Zygote:
         return _zygote
 
 
-class ZygoteProcess:
-    """A process the zygote forked, with what `_process` asks of a `subprocess.Popen`: pid, poll, wait, signals."""
+class ForkedProcess:
+    """A forked process, with what the kit asks of a `subprocess.Popen`: pid, poll, wait, send_signal, terminate, kill.
 
-    def __init__(self, pid: int, zygote: _Zygote) -> None:
+    Its parent (this process) reaps it: `poll` waits for it without blocking. `ZygoteProcess` asks the zygote instead.
+    """
+
+    def __init__(self, pid: int) -> None:
         self.pid = pid
         self.returncode: int | None = None
-        self._zygote = zygote
+
+    def _status(self) -> int | None:
+        """The exit code if the process has ended (and is reaped), else None."""
+        try:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            return -signal.SIGKILL  # reaped by someone else: ended, how is not known
+        return os.waitstatus_to_exitcode(status) if done else None
 
     def poll(self) -> int | None:
-        if self.returncode is not None:
-            return self.returncode
-        try:
-            answer = self._zygote.ask({"op": "status", "pid": self.pid})
-        except (OSError, ZygoteError):  # the zygote is gone, and reaps no more: then no zombie holds the pid
-            from ._watchdog import pid_alive  # here, not above: the zygote itself runs by path
-
-            alive = pid_alive(self.pid)
-            answer = {"running": alive, "code": None if alive else -signal.SIGKILL}
-        if not answer["running"]:
-            code = answer["code"]
-            self.returncode = int(code) if isinstance(code, int) else -signal.SIGKILL
+        if self.returncode is None:
+            self.returncode = self._status()
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
@@ -308,6 +308,24 @@ class ZygoteProcess:
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
+
+
+class ZygoteProcess(ForkedProcess):
+    """A process the zygote forked: the zygote reaps it, so its state is the zygote's answer."""
+
+    def __init__(self, pid: int, zygote: _Zygote) -> None:
+        super().__init__(pid)
+        self._zygote = zygote
+
+    def _status(self) -> int | None:
+        try:
+            answer = self._zygote.ask({"op": "status", "pid": self.pid})
+        except (OSError, ZygoteError):  # the zygote is gone, and reaps no more: then no zombie holds the pid
+            from ._watchdog import pid_alive  # here, not above: the zygote itself runs by path
+
+            return None if pid_alive(self.pid) else -signal.SIGKILL
+        code = answer["code"]
+        return None if answer["running"] else int(code) if isinstance(code, int) else -signal.SIGKILL
 
 
 def forkable(command: Sequence[str]) -> str | None:

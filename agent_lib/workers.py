@@ -34,7 +34,7 @@ from typing import Any
 
 from ._paths import data_dir
 from ._process import pid_alive, watch_over
-from ._zygote import forkable
+from ._zygote import ForkedProcess, forkable
 from .hosting import asgi_app, bind_host, hypercorn_config, load_services, public_host, tune_gc, warm_adk
 
 __all__ = [
@@ -206,46 +206,12 @@ def serve_worker(targets: Sequence[str], port: int, channel_fd: int) -> None:
     asyncio.run(main())
 
 
-class _Forked:
-    """A worker the supervisor forked (what it asks of a `subprocess.Popen`: pid, poll, wait, terminate, kill)."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            try:
-                done, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:
-                done, status = self.pid, 0
-            if done:
-                self.returncode = os.waitstatus_to_exitcode(status)
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while (code := self.poll()) is None:
-            if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired([f"worker {self.pid}"], timeout or 0.0)
-            time.sleep(0.01)
-        return code
-
-    def terminate(self) -> None:
-        if self.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)
-
-    def kill(self) -> None:
-        if self.poll() is None:
-            os.kill(self.pid, signal.SIGKILL)
-
-
 @dataclass
 class _Worker:
     """One worker slot of a supervisor: its process, the supervisor's end of its channel, its state."""
 
     index: int
-    proc: subprocess.Popen[bytes] | _Forked | None = None
+    proc: subprocess.Popen[bytes] | ForkedProcess | None = None
     channel: socket.socket | None = None
     ready: bool = False
     started: float = 0.0
@@ -279,7 +245,7 @@ class _Supervisor:
             pid = os.fork()
             if pid == 0:
                 self._become_worker(ours, theirs)
-            slot.proc = _Forked(pid)
+            slot.proc = ForkedProcess(pid)
         else:
             cmd = serve_command(self.targets, self.port, worker_channel=theirs.fileno())
             slot.proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)

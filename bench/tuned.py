@@ -30,22 +30,13 @@ from pathlib import Path
 
 import restate
 
+from agent_lib._zygote import ADK_LAZY_MODULES  # what ADK 2.13 imports lazily during a process's first turn
 from agent_lib.agents import weather
 from agent_lib.agents._common import JSON_INPUT, LESSON_RETRY_POLICY
 
 __all__ = ["ADK_LAZY_MODULES", "TUNINGS", "apply", "chat_services", "ledger_kept_open", "tunings", "weather_service"]
 
 TUNINGS = ("ledger-cache", "no-ledger", "uvloop", "h2", "quiet", "warm")
-
-ADK_LAZY_MODULES = (
-    "google.adk.workflow._node_runner_utils",
-    "google.adk.workflow._workflow",
-    "google.adk.workflow._llm_agent_wrapper",
-    "google.adk.apps.compaction",
-    "google.adk.auth.auth_preprocessor",
-    "google.adk.sessions.in_memory_session_service",
-)
-"""Modules ADK 2.13 imports lazily during the first turn of a process."""
 
 
 def tunings() -> list[str]:

@@ -150,3 +150,19 @@ def _spawn_module(probe: Path, module: str) -> tuple[_zygote.ZygoteProcess, Path
     log = probe / f"{module}-{time.monotonic_ns()}.log"
     with log.open("ab") as out:
         return _zygote.spawn([sys.executable, "-m", module], dict(os.environ), probe, out.fileno()), log
+
+
+def test_its_children_outlive_a_killed_zygote_and_can_still_be_killed(probe: Path) -> None:
+    """A crash at another point: the zygote itself is SIGKILLed while an agent it forked runs."""
+    child, log = _spawn(probe, "sleep", "0")
+    deadline = time.monotonic() + 30
+    while "sid" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.02)
+    zygote = _zygote._the_zygote()
+    zygote.proc.kill()
+    zygote.proc.wait()
+    assert child.poll() is None, "the agent runs on: it is a process of its own"
+    os.kill(child.pid, 0)
+    child.kill()
+    assert child.wait(timeout=10) == -signal.SIGKILL

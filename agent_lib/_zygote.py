@@ -19,8 +19,8 @@ has no fork; macOS forbids a fork after some system libraries are loaded, so Pyt
 imported (OTEL_PROPAGATORS; websockets' limits) reads the zygote's: the zygote starts with the environment of the
 process that first asks it, and the kit sets none of those.
 
-It runs by path, with the lessons' packages and the standard library only (like _watchdog.py): agent_lib imports
-`ADK_LAZY_MODULES` and `ZygoteProcess` from here.
+It runs by path, with the lessons' packages and the standard library only (like _watchdog.py); agent_lib imports the
+side that asks from here (`spawn`, `forkable`, `ForkedProcess`, `ADK_LAZY_MODULES`).
 """
 
 from __future__ import annotations
@@ -243,11 +243,13 @@ class _Zygote:
     def ask(self, request: Mapping[str, object], fd: int | None = None) -> dict[str, object]:
         message = json.dumps(request).encode() + b"\n"
         with self.lock:
-            if fd is None:
-                self.channel.sendall(message)
-            else:
-                socket.send_fds(self.channel, [message], [fd])
-            return self._read()
+            try:
+                sent = 0 if fd is None else socket.send_fds(self.channel, [message], [fd])
+                self.channel.sendall(message[sent:])
+                return self._read()
+            except (OSError, ZygoteError):
+                self.proc.kill()  # a late answer would be taken for the next request's: this zygote is done
+                raise
 
     def alive(self) -> bool:
         return self.owner == os.getpid() and self.proc.poll() is None

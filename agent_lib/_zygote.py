@@ -20,11 +20,12 @@ imported (OTEL_PROPAGATORS; websockets' limits) reads the zygote's: the zygote s
 process that first asks it, and the kit sets none of those.
 
 It runs by path, with the lessons' packages and the standard library only (like _watchdog.py); agent_lib imports the
-side that asks from here (`spawn`, `forkable`, `ForkedProcess`, `ADK_LAZY_MODULES`).
+side that asks from here (`spawn`, `forkable`, `ForkedProcess`, `exit_like_python`, `ADK_LAZY_MODULES`).
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import importlib
 import json
@@ -38,8 +39,9 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 ADK_LAZY_MODULES = (
     "google.adk.workflow._node_runner_utils",
@@ -83,52 +85,23 @@ def _preload() -> None:
     gc.freeze()  # what is alive now stays out of the collector's sight, in pages the children share
 
 
-def _reap(exited: dict[int, int], children: set[int]) -> None:
-    for pid in list(children):
-        try:
-            done, status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            done, status = pid, 0
-        if done:
-            children.discard(pid)
-            exited[pid] = os.waitstatus_to_exitcode(status)
+def exit_like_python(run: Callable[[], object]) -> NoReturn:
+    """In a forked child: call `run`, then end the process as Python ends a program (never back in the parent's code).
 
-
-def _become(request: Mapping[str, object], log_fd: int, channel: socket.socket) -> None:
-    """In the forked child: become `python -m MODULE ARGS` with the request's environment, directory and log."""
+    Exit code 0 when `run` returns; a `SystemExit`'s code (its text printed, and 1, when it is not a number); 1 with
+    the traceback printed for any other exception. The output is flushed, and nothing of the parent's runs after.
+    """
     code = 1
     try:
-        channel.close()
-        os.setsid()
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(log_fd, 1)
-        os.dup2(log_fd, 2)
-        os.close(null)
-        os.close(log_fd)
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # as Python sets it (the zygote ignores it)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        cwd = str(request.get("cwd") or os.getcwd())
-        os.chdir(cwd)
-        env = dict(request["env"])  # type: ignore[call-overload]
-        os.environ.clear()
-        os.environ.update(env)
-        extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-        sys.path[:] = [cwd, *extra, *[p for p in sys.path if p not in extra and p != cwd]]
-        module, args = str(request["module"]), [str(a) for a in request["args"]]  # type: ignore[attr-defined]
-        sys.argv = [module, *args]
-        try:
-            runpy.run_module(module, run_name="__main__", alter_sys=True)
-            code = 0
-        except SystemExit as stop:
-            if stop.code is None or isinstance(stop.code, int):
-                code = stop.code or 0
-            else:
-                print(stop.code, file=sys.stderr)
-                code = 1
-        except BaseException:
-            traceback.print_exc()
-            code = 1
+        run()
+        code = 0
+    except SystemExit as stop:
+        if stop.code is None or isinstance(stop.code, int):
+            code = stop.code or 0
+        else:
+            print(stop.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
     finally:
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -138,13 +111,37 @@ def _become(request: Mapping[str, object], log_fd: int, channel: socket.socket) 
         os._exit(code)
 
 
+def _become(request: Mapping[str, object], log_fd: int, channel: socket.socket) -> None:
+    """In the forked child: become `python -m MODULE ARGS` with the request's environment, directory and log."""
+    channel.close()
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(null)
+    os.close(log_fd)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as Python sets it (the zygote ignores it)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    cwd = str(request.get("cwd") or os.getcwd())
+    os.chdir(cwd)
+    env = dict(request["env"])  # type: ignore[call-overload]
+    os.environ.clear()
+    os.environ.update(env)
+    extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[:] = [cwd, *extra, *[p for p in sys.path if p not in extra and p != cwd]]
+    module, args = str(request["module"]), [str(a) for a in request["args"]]  # type: ignore[attr-defined]
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
 def _serve(channel: socket.socket) -> int:
     """Answer requests until the process that started the zygote closes its end."""
-    children: set[int] = set()
-    exited: dict[int, int] = {}
+    children: dict[int, ForkedProcess] = {}  # every child it forked, ended ones too (with their exit code)
     buffered, fds = b"", []
     while True:
-        _reap(exited, children)
+        for child in children.values():
+            child.poll()  # reaps the ended: no zombie holds a pid
         ready, _, _ = select.select([channel], [], [], 0.2)
         if not ready:
             continue
@@ -162,14 +159,14 @@ def _serve(channel: socket.socket) -> int:
                 sys.stderr.flush()  # or the child would write what is buffered here a second time
                 pid = os.fork()
                 if pid == 0:
-                    _become(request, log_fd, channel)
+                    exit_like_python(functools.partial(_become, request, log_fd, channel))
                 os.close(log_fd)
-                children.add(pid)
+                children[pid] = ForkedProcess(pid)
                 answer: dict[str, object] = {"pid": pid}
             else:  # "status"
-                _reap(exited, children)
-                pid = int(request["pid"])
-                answer = {"running": pid in children, "code": exited.get(pid)}
+                known = children.get(int(request["pid"]))
+                code = known.poll() if known is not None else None
+                answer = {"running": known is not None and code is None, "code": code}
             channel.sendall(json.dumps(answer).encode() + b"\n")
 
 
@@ -217,8 +214,12 @@ class _Zygote:
         self.channel = ours
         self.lock = threading.Lock()
         self.buffered = b""
-        if self._read(timeout=120.0).get("ready") is not True:
-            raise ZygoteError("the zygote did not say it was ready")
+        try:
+            if self._read(timeout=120.0).get("ready") is not True:
+                raise ZygoteError("the zygote did not say it was ready")
+        except ZygoteError:
+            self.proc.kill()
+            raise
 
     def _read(self, timeout: float = 30.0) -> dict[str, object]:
         deadline = time.monotonic() + timeout
@@ -347,14 +348,11 @@ def spawn(command: Sequence[str], env: Mapping[str, str], cwd: Path | None, log_
     request = {"op": "spawn", "module": module, "args": list(command[3:]), "env": dict(env)}
     request["cwd"] = str(cwd) if cwd is not None else os.getcwd()
     for attempt in (1, 2):  # a zygote that died (killed by hand, say) is started again once
-        zygote = None
         try:
             zygote = _the_zygote()
-            answer = zygote.ask(request, fd=log_fd)
+            answer = zygote.ask(request, fd=log_fd)  # a zygote that fails here is killed: the next try starts one
             return ZygoteProcess(int(answer["pid"]), zygote)  # type: ignore[call-overload]
         except (OSError, ZygoteError) as err:
-            if zygote is not None:
-                zygote.proc.kill()
             if attempt == 2:
                 raise ZygoteError(f"the zygote could not start `{' '.join(command[1:4])} ...`: {err}") from err
     raise AssertionError("unreachable")

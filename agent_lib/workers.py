@@ -26,7 +26,6 @@ import struct
 import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import Any
 
 from ._paths import data_dir
 from ._process import pid_alive, watch_over
-from ._zygote import ForkedProcess, forkable
+from ._zygote import ForkedProcess, exit_like_python, forkable
 from .hosting import asgi_app, bind_host, hypercorn_config, load_services, public_host, tune_gc, warm_adk
 
 __all__ = [
@@ -256,8 +255,8 @@ class _Supervisor:
 
     def _become_worker(self, ours: socket.socket, theirs: socket.socket) -> None:
         """In a forked worker: close what is the supervisor's, then serve; never return."""
-        code = 1
-        try:
+
+        def serve() -> None:
             # The supervisor's ends of every channel (or a worker would hold another's open past the supervisor's
             # death, and not see it), its listener, its selector, the connections waiting for a worker.
             for sock in [ours, *(s.channel for s in self.slots if s.channel), *self.waiting, self.listener]:
@@ -267,16 +266,8 @@ class _Supervisor:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             serve_worker(self.targets, self.port, theirs.fileno())
-            code = 0
-        except SystemExit as stop:
-            code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
-            os._exit(code)
+
+        exit_like_python(serve)
 
     def _on_channel(self, slot: _Worker) -> bool:
         """Read what a worker says; return False if it died."""

@@ -14,6 +14,7 @@ import pytest
 
 from agent_lib import _zygote
 from agent_lib._process import ManagedProcess, ProcessError, free_port
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the zygote forks on Linux only")
 
@@ -36,12 +37,18 @@ def probe(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _spawn(probe: Path, *args: str) -> tuple[_zygote.ZygoteProcess, Path]:
-    log = probe / f"log-{time.monotonic_ns()}.txt"
+def _spawn(probe: Path, *args: str, module: str = "zygote_probe") -> tuple[_zygote.ZygoteProcess, Path]:
+    """Ask this process's zygote for `python -m module args` in `probe`, its output to a log of its own."""
+    log = probe / f"{module}-{time.monotonic_ns()}.log"
     env = {**os.environ, "ZYGOTE_X": "from the request"}
     with log.open("ab") as out:
-        child = _zygote.spawn([sys.executable, "-m", "zygote_probe", *args], env, probe, out.fileno())
+        child = _zygote.spawn([sys.executable, "-m", module, *args], env, probe, out.fileno())
     return child, log
+
+
+def _started(log: Path) -> None:
+    """Wait until the probe has printed its last line before it sleeps."""
+    wait_for(f"the probe to start (its log: {log})", lambda: "sid" in log.read_text(), 30, every=0.02)
 
 
 def test_a_forked_child_is_the_command_it_was_asked_to_be(probe: Path) -> None:
@@ -55,10 +62,7 @@ def test_a_forked_child_is_the_command_it_was_asked_to_be(probe: Path) -> None:
 
 def test_sigkill_kills_it_like_any_process(probe: Path) -> None:
     child, log = _spawn(probe, "sleep", "0")
-    deadline = time.monotonic() + 30
-    while "sid" not in log.read_text():
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.02)
+    _started(log)
     assert child.pid != os.getpid() and child.poll() is None
     os.kill(child.pid, signal.SIGKILL)
     assert child.wait(timeout=10) == -signal.SIGKILL
@@ -68,9 +72,7 @@ def test_sigkill_kills_it_like_any_process(probe: Path) -> None:
 
 def test_an_uncaught_error_is_in_the_log_with_exit_code_1(probe: Path) -> None:
     (probe / "broken_probe.py").write_text("raise ValueError('a typo in the agent')\n")
-    log = probe / "broken.log"
-    with log.open("ab") as out:
-        child = _zygote.spawn([sys.executable, "-m", "broken_probe"], dict(os.environ), probe, out.fileno())
+    child, log = _spawn(probe, module="broken_probe")
     assert child.wait(timeout=30) == 1
     assert "ValueError: a typo in the agent" in log.read_text()
 
@@ -139,26 +141,17 @@ def test_a_zygote_that_cannot_start_falls_back_to_exec_with_a_warning(
 def test_an_edit_to_a_module_is_seen_by_the_next_process(probe: Path) -> None:
     """What a learner does: edit an agent, restart its process. The zygote never imported it, so no stale copy."""
     (probe / "edited_probe.py").write_text("raise SystemExit(11)\n")
-    first, _ = _spawn_module(probe, "edited_probe")
+    first, _ = _spawn(probe, module="edited_probe")
     assert first.wait(timeout=30) == 11
     (probe / "edited_probe.py").write_text("raise SystemExit(12)  # edited\n")  # another size: no stale .pyc
-    second, _ = _spawn_module(probe, "edited_probe")
+    second, _ = _spawn(probe, module="edited_probe")
     assert second.wait(timeout=30) == 12
-
-
-def _spawn_module(probe: Path, module: str) -> tuple[_zygote.ZygoteProcess, Path]:
-    log = probe / f"{module}-{time.monotonic_ns()}.log"
-    with log.open("ab") as out:
-        return _zygote.spawn([sys.executable, "-m", module], dict(os.environ), probe, out.fileno()), log
 
 
 def test_its_children_outlive_a_killed_zygote_and_can_still_be_killed(probe: Path) -> None:
     """A crash at another point: the zygote itself is SIGKILLed while an agent it forked runs."""
     child, log = _spawn(probe, "sleep", "0")
-    deadline = time.monotonic() + 30
-    while "sid" not in log.read_text():
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.02)
+    _started(log)
     zygote = _zygote._the_zygote()
     zygote.proc.kill()
     zygote.proc.wait()

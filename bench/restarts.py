@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 from agent_lib._process import pid_path, port_open  # noqa: E402
 from agent_lib.clients import Ingress  # noqa: E402
 from agent_lib.lab import Lab, LabConfig  # noqa: E402
+from bench.latency import cpu_seconds  # noqa: E402
 
 
 def _up(env: dict[str, str]) -> float:
@@ -37,12 +38,6 @@ def _up(env: dict[str, str]) -> float:
     if done.returncode != 0:
         raise SystemExit(f"`up` failed:\n{done.stdout}\n{done.stderr}")
     return took
-
-
-def _cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) a live process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _restart(env: dict[str, str], port: int, ingress: Ingress, i: int) -> tuple[float, float, float, float]:
@@ -55,7 +50,7 @@ def _restart(env: dict[str, str], port: int, ingress: Ingress, i: int) -> tuple[
     while not port_open(port):
         time.sleep(0.005)
     listening = time.monotonic() - started
-    cpu = _cpu_seconds(int(pid_path("agent", port).read_text()))
+    cpu = cpu_seconds(int(pid_path("agent", port).read_text()))
     if up.wait() != 0:
         raise SystemExit("`up` failed after a kill")
     took = time.monotonic() - started

@@ -28,15 +28,10 @@ sys.path.insert(0, str(REPO))
 from agent_lib.clients import Ingress  # noqa: E402
 from agent_lib.lab import Lab, LabConfig  # noqa: E402
 from bench.common import summary  # noqa: E402
+from bench.latency import cpu_seconds  # noqa: E402
 
 WEATHER = "agent_lib.agents.weather:weather_service"
 QUESTION = "What is the weather in Paris?"
-
-
-def _cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) a live process has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _pids(lab: Lab) -> tuple[int, int]:
@@ -66,7 +61,7 @@ def main() -> int:
         for name in labs:
             for _ in range(args.warmup):
                 ingress[name].call("WeatherAgent", "run", QUESTION, key=uuid.uuid4().hex)
-        cpu = {name: [_cpu_seconds(p) for p in _pids(lab)] for name, lab in labs.items()}
+        cpu = {name: [cpu_seconds(p) for p in _pids(lab)] for name, lab in labs.items()}
         seconds: dict[str, list[float]] = {name: [] for name in labs}
         for i in range(args.turns):
             for name in ("signed", "plain") if i % 2 == 0 else ("plain", "signed"):
@@ -77,7 +72,7 @@ def main() -> int:
                     raise SystemExit(f"the {name} lab answered {answer!r}")
         spent = {
             name: [
-                (_cpu_seconds(p) - before) / args.turns * 1000 for p, before in zip(_pids(lab), cpu[name], strict=True)
+                (cpu_seconds(p) - before) / args.turns * 1000 for p, before in zip(_pids(lab), cpu[name], strict=True)
             ]
             for name, lab in labs.items()
         }

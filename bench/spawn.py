@@ -24,12 +24,8 @@ sys.path.insert(0, str(REPO))
 
 from agent_lib import _zygote  # noqa: E402
 from agent_lib.agent_process import AgentProcess  # noqa: E402
+from bench.latency import cpu_seconds  # noqa: E402
 from bench.suite_time import _load  # noqa: E402
-
-
-def _cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _one(mode: str) -> tuple[float, float]:
@@ -40,7 +36,7 @@ def _one(mode: str) -> tuple[float, float]:
     proc.start(register=False)
     took = time.monotonic() - started
     assert proc.pid is not None
-    cpu = _cpu(proc.pid)
+    cpu = cpu_seconds(proc.pid)
     proc.kill()
     return took, cpu
 
@@ -57,7 +53,7 @@ def main() -> int:
     zygote_started = time.monotonic()
     runs["zygote"].append(_one("zygote"))  # the first fork starts the zygote: counted, like every other start
     first_wall = time.monotonic() - zygote_started
-    zygote_cpu = _cpu(_zygote._the_zygote().proc.pid)
+    zygote_cpu = cpu_seconds(_zygote._the_zygote().proc.pid)
     for _ in range(args.starts - 1):
         runs["exec"].append(_one("exec"))
         runs["zygote"].append(_one("zygote"))
